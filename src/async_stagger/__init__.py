@@ -1,0 +1,18 @@
+"""Happy Eyeballs (RFC 8305) for asyncio, and the staggered race behind it.
+
+The public names are re-exported here; each lives in a module of its own:
+:mod:`async_stagger.race` (the scheduler), :mod:`async_stagger.resolvers`
+(host names to ordered addresses) and :mod:`async_stagger.connection`
+(drop-in replacements for asyncio's connection functions).
+"""
+
+from .race import staggered_race
+from .trace import TraceEvent
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "TraceEvent",
+    "__version__",
+    "staggered_race",
+]

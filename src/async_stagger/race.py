@@ -1,0 +1,392 @@
+"""The staggered race: try several ways of doing one thing, a little apart.
+
+This is the scheduler at the heart of Happy Eyeballs (RFC 8305 §5), kept free
+of anything socket-specific so it can race mirrors, replicas or any other
+alternatives.
+
+How the race runs
+-----------------
+Attempts are zero-argument callables returning awaitables, pulled one at a
+time from an iterable (or async iterable) only when the next attempt is due,
+so the source may be infinite or may still be producing items (the resolver
+feeds addresses that arrive late this way, RFC 8305 §6).
+
+* Attempt 0 starts at once.
+* Attempt *i + 1* starts when ``delay`` seconds have passed since attempt *i*
+  started, or at once when attempt *i* fails, whichever comes first (RFC 8305
+  §5: a failure means waiting longer for it is pointless). Failures of older
+  attempts do not hurry the schedule: the clock runs from the most recent
+  start. ``delay=None`` means "only on failure": strictly one at a time.
+* Starting an attempt never stops an earlier one; several may be in flight.
+* The first attempt to *return* wins. The winner is decided synchronously,
+  inside the winning attempt's own task step, and every other attempt is
+  cancelled in that same step, before any of them can run again. So there is
+  never a second winner, not even when two attempts finish in the same loop
+  iteration or when an eager task factory runs attempts synchronously.
+* The race returns only when every attempt it started has finished, and it
+  closes an async iterable (``aclose``) on every exit, so nothing it started
+  outlives it.
+
+Cancelling the task awaiting the race cancels every attempt, waits for them,
+closes the iterable and re-raises the ``CancelledError``; the cancel request is
+not consumed, so ``asyncio.timeout`` around the race works as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
+from types import CoroutineType
+from typing import Any, Generic, TypeAlias, TypeVar
+
+__all__ = ["AttemptFactory", "RaceResult", "staggered_race"]
+
+T = TypeVar("T")
+
+#: One way of doing the job: called with no arguments when its turn comes,
+#: it returns the awaitable that does the work.
+AttemptFactory: TypeAlias = Callable[[], Awaitable[T]]
+
+#: ``(winner_result, winner_index, exceptions, aiter_exc)``, as returned by
+#: async_stagger since 0.4.
+RaceResult: TypeAlias = tuple[
+    T | None, int | None, list[BaseException | None], BaseException | None
+]
+
+_NOT_FINISHED: Any = object()
+
+
+def _check_delay(delay: float | None) -> float | None:
+    """Validate the delay; infinity means the same as ``None``."""
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(
+            f"delay must be a number of seconds or None, got {type(delay).__name__}"
+            f" {delay!r}"
+        )
+    if math.isnan(delay) or delay < 0:
+        raise ValueError(
+            f"delay must be a non-negative number of seconds, got {delay!r}"
+        )
+    if math.isinf(delay):
+        return None
+    return float(delay)
+
+
+async def _anext(source: AsyncIterator[T]) -> T:
+    return await source.__anext__()
+
+
+class _Race(Generic[T]):
+    """The state of one race. Attempts and the driver share it; all of it
+    is touched only from the event loop's thread."""
+
+    __slots__ = (
+        "delay",
+        "exceptions",
+        "exhausted",
+        "iter_exc",
+        "last_started",
+        "loop",
+        "next_due",
+        "running",
+        "tasks",
+        "timer",
+        "wake",
+        "winner_index",
+        "winner_result",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
+        self.loop = loop
+        self.delay = delay
+        self.tasks: list[asyncio.Task[None]] = []
+        self.exceptions: list[BaseException | None] = []
+        self.winner_index: int | None = None
+        self.winner_result: T | None = None
+        self.iter_exc: BaseException | None = None
+        self.exhausted = False
+        # True when the next attempt may start: at the beginning, after the
+        # delay since the latest start, or when the latest attempt failed.
+        self.next_due = True
+        self.last_started = -1
+        self.running = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.wake: asyncio.Future[None] | None = None
+
+    # -- signals from attempts and timers -------------------------------------
+
+    def _wake(self) -> None:
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _delay_elapsed(self) -> None:
+        self.timer = None
+        self.next_due = True
+        self._wake()
+
+    def _wake_on_done(self, _: object) -> None:
+        self._wake()
+
+    async def _attempt(self, index: int, factory: object) -> None:
+        try:
+            if not callable(factory):
+                raise TypeError(
+                    f"attempt {index}: expected a callable returning an awaitable,"
+                    f" got {factory!r}"
+                )
+            work = factory()
+            if type(work) is not CoroutineType and not inspect.isawaitable(work):
+                raise TypeError(
+                    f"attempt {index}: {factory!r} returned {work!r},"
+                    " which is not awaitable"
+                )
+            result = await work
+        except (Exception, asyncio.CancelledError) as exc:
+            # Swallowed here, reported in the race's result: a lost attempt
+            # must not surface as "Task exception was never retrieved".
+            self.exceptions[index] = exc
+            self.running -= 1
+            if self.winner_index is None:
+                if index == self.last_started:
+                    # RFC 8305 §5: the latest attempt failed, so start the
+                    # next one now instead of waiting out the delay.
+                    self.next_due = True
+                    self._wake()
+                elif self.running == 0:
+                    self._wake()
+            return
+        self.running -= 1
+        if self.winner_index is not None:
+            # Only reachable when an attempt ignored its cancellation and
+            # returned anyway; there is already a winner.
+            self.exceptions[index] = asyncio.CancelledError(
+                "finished after another attempt had won"
+            )
+            return
+        # The winner. Cancel everybody else now, in this same task step, so
+        # no other attempt gets to run (and perhaps finish) again.
+        self.winner_index = index
+        self.winner_result = result
+        self.exceptions[index] = None
+        tasks = self.tasks
+        for other in tasks:
+            if not other.done():
+                other.cancel()
+        self._wake()
+
+    # -- the driver ----------------------------------------------------------
+
+    def _start(self, factory: object) -> None:
+        index = len(self.exceptions)
+        self.exceptions.append(_NOT_FINISHED)
+        self.last_started = index
+        self.running += 1
+        self.next_due = False
+        timer = self.timer
+        if timer is not None:
+            timer.cancel()
+            self.timer = None
+        delay = self.delay
+        if delay is not None:
+            if delay > 0:
+                self.timer = self.loop.call_later(delay, self._delay_elapsed)
+            else:
+                self.next_due = True
+        # With an eager task factory this may run the attempt to completion
+        # (even pick it as the winner) before returning.
+        task = self.loop.create_task(self._attempt(index, factory))
+        if not task.done():
+            self.tasks.append(task)
+
+    async def _wait(self) -> None:
+        self.wake = wake = self.loop.create_future()
+        try:
+            await wake
+        finally:
+            self.wake = None
+
+    async def drive_sync(self, iterator: Iterator[Callable[[], Awaitable[T]]]) -> None:
+        while self.winner_index is None:
+            if self.next_due and not self.exhausted:
+                if self.delay == 0 and self.last_started >= 0:
+                    # Let attempts already started take their first step, and
+                    # never starve the loop on an endless iterable.
+                    await asyncio.sleep(0)
+                    if self.winner_index is not None:
+                        break
+                try:
+                    factory = next(iterator)
+                except StopIteration:
+                    self.exhausted = True
+                except Exception as exc:
+                    self.iter_exc = exc
+                    self.exhausted = True
+                else:
+                    self._start(factory)
+                continue
+            if self.exhausted and self.running == 0:
+                break
+            await self._wait()
+
+    async def drive_async(
+        self, source: AsyncIterator[Callable[[], Awaitable[T]]]
+    ) -> None:
+        pull: asyncio.Future[Callable[[], Awaitable[T]]] | None = None
+        try:
+            while self.winner_index is None:
+                if self.next_due and not self.exhausted:
+                    if self.delay == 0 and self.last_started >= 0:
+                        await asyncio.sleep(0)
+                        if self.winner_index is not None:
+                            break
+                    try:
+                        if pull is None and self.running == 0:
+                            # Nothing else can happen meanwhile: pull directly.
+                            factory = await source.__anext__()
+                        else:
+                            # Attempts in flight may win or fail while the
+                            # source thinks, so pull in a task we can abandon.
+                            if pull is None:
+                                pull = self.loop.create_task(_anext(source))
+                                if not pull.done():
+                                    pull.add_done_callback(self._wake_on_done)
+                            if not pull.done():
+                                await self._wait()
+                                continue
+                            done, pull = pull, None
+                            factory = done.result()
+                    except StopAsyncIteration:
+                        self.exhausted = True
+                    except (Exception, asyncio.CancelledError) as exc:
+                        if isinstance(exc, asyncio.CancelledError):
+                            task = asyncio.current_task()
+                            if task is not None and task.cancelling():
+                                raise  # we are being cancelled, not the source
+                        self.iter_exc = exc
+                        self.exhausted = True
+                    else:
+                        self._start(factory)
+                    continue
+                if self.exhausted and self.running == 0:
+                    break
+                await self._wait()
+        finally:
+            if pull is not None and not pull.done():
+                pull.remove_done_callback(self._wake_on_done)
+                pull.cancel()
+                self.tasks.append(pull)  # type: ignore[arg-type]
+
+    async def finish(self, source: object) -> None:
+        """Stop the timer, cancel and await whatever still runs, close the
+        source. Keeps going when cancelled meanwhile, then re-raises."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        cancelled: asyncio.CancelledError | None = None
+        pending = [task for task in self.tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+            pending = [task for task in pending if not task.done()]
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+            except Exception as exc:
+                if self.iter_exc is None:
+                    self.iter_exc = exc
+        for index, outcome in enumerate(self.exceptions):
+            if outcome is _NOT_FINISHED:
+                # Cancelled before its first step ever ran.
+                self.exceptions[index] = asyncio.CancelledError()
+        if cancelled is not None:
+            raise cancelled
+
+
+async def staggered_race(
+    coro_fns: Iterable[Callable[[], Awaitable[T]]]
+    | AsyncIterable[Callable[[], Awaitable[T]]],
+    delay: float | None,
+) -> RaceResult[T]:
+    """Run attempts with staggered starts; the first to succeed wins.
+
+    Attempt 0 starts at once. Each next attempt starts *delay* seconds after
+    the previous one started, or as soon as the previous one fails, whichever
+    is first (RFC 8305 §5). Earlier attempts keep running when a later one
+    starts. The first attempt to return a value wins; every other attempt is
+    then cancelled, and the race returns once they have all finished.
+
+    Args:
+        coro_fns: An iterable or async iterable of zero-argument callables,
+            each returning an awaitable (typically ``functools.partial`` of a
+            coroutine function). Items are pulled lazily, only when the next
+            attempt is due, so the iterable may be endless or slow.
+        delay: Seconds between attempt starts, ``0`` to start them all at
+            once, or ``None`` to start each only after the previous failed.
+
+    Returns:
+        ``(winner_result, winner_index, exceptions, aiter_exc)``:
+        the winning attempt's return value and its index (both ``None`` when
+        every attempt failed); a list with one entry per attempt started,
+        holding what it raised (``None`` for the winner, a
+        ``CancelledError`` for attempts cancelled because another won); and
+        the exception raised while iterating *coro_fns*, or ``None``. An
+        item that is not callable, or whose call returns something not
+        awaitable, counts as a started attempt that failed with
+        ``TypeError``.
+
+        If the task running the race is cancelled after the winner is known
+        but before the losers have finished, the winner's result is
+        discarded: callers racing for resources (sockets) should keep track
+        of them to close them in that case.
+
+    Raises:
+        TypeError: *coro_fns* is not iterable, or *delay* is not a number.
+        ValueError: *delay* is negative or NaN.
+        asyncio.CancelledError: the race was cancelled; every attempt has
+            been cancelled and awaited.
+
+    .. versionchanged:: 1.0
+       Accepts async iterables; validates its arguments; guarantees a single
+       winner under eager task factories.
+    """
+    checked_delay = _check_delay(delay)
+    loop = asyncio.get_running_loop()
+    race: _Race[T] = _Race(loop, checked_delay)
+    source: object
+    if hasattr(type(coro_fns), "__aiter__"):
+        source = coro_fns.__aiter__()  # type: ignore[union-attr]
+        drive = race.drive_async(source)
+    else:
+        try:
+            iterator = iter(coro_fns)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(
+                "coro_fns must be an iterable or async iterable of callables,"
+                f" got {type(coro_fns).__name__}"
+            ) from None
+        source = None
+        drive = race.drive_sync(iterator)
+    try:
+        await drive
+    finally:
+        await race.finish(source)
+    return race.winner_result, race.winner_index, race.exceptions, race.iter_exc

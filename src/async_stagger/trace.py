@@ -1,0 +1,115 @@
+"""Structured events describing a Happy Eyeballs connection, for observers.
+
+A caller that wants to see the race (the command line tracer, a debugging
+user, a test) passes ``trace=callback`` to the connection functions. The
+callback is kept in a context variable for the duration of that call, so the
+resolver and the connection attempts, which may run in tasks of their own,
+report to it without every layer threading an extra argument through, and
+custom resolvers keep the async_stagger 0.4 signature.
+
+When nobody listens the cost is one context variable lookup per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["EventKind", "TraceCallback", "TraceEvent", "emit", "tracing"]
+
+#: What happened. In the order they usually occur:
+#:
+#: - ``"resolution_started"``: a lookup for ``family`` began (``host``).
+#: - ``"resolution_answered"``: the ``family`` lookup returned ``addresses``.
+#: - ``"resolution_failed"``: the ``family`` lookup raised ``error``.
+#: - ``"attempt_started"``: attempt ``index`` to ``address`` began
+#:   (bound to ``local_address`` when one was given).
+#: - ``"attempt_failed"``: attempt ``index`` raised ``error``.
+#: - ``"attempt_cancelled"``: attempt ``index`` lost the race and was stopped.
+#: - ``"attempt_succeeded"``: attempt ``index`` completed the TCP handshake
+#:   and won the race.
+#: - ``"tls_started"`` / ``"tls_succeeded"`` / ``"tls_failed"``: the TLS
+#:   handshake on the winning socket.
+#: - ``"connection_failed"``: the whole call failed with ``error``.
+EventKind = Literal[
+    "resolution_started",
+    "resolution_answered",
+    "resolution_failed",
+    "attempt_started",
+    "attempt_failed",
+    "attempt_cancelled",
+    "attempt_succeeded",
+    "tls_started",
+    "tls_succeeded",
+    "tls_failed",
+    "connection_failed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One thing that happened while connecting.
+
+    Attributes:
+        kind: What happened (see :data:`EventKind`).
+        time: The event loop's monotonic clock (``loop.time()``) when it
+            happened.
+        host: The host name being resolved, for resolution events.
+        family: ``socket.AF_INET`` or ``socket.AF_INET6`` where one applies.
+        index: The attempt's position in the race, for attempt events.
+        address: The remote socket address of an attempt.
+        local_address: The local address an attempt was bound to, if any.
+        addresses: The socket addresses a lookup answered with.
+        error: The exception, for failure events.
+    """
+
+    kind: EventKind
+    time: float
+    host: str | None = None
+    family: socket.AddressFamily | None = None
+    index: int | None = None
+    address: tuple[Any, ...] | None = None
+    local_address: tuple[Any, ...] | None = None
+    addresses: tuple[tuple[Any, ...], ...] | None = None
+    error: BaseException | None = None
+
+
+#: The signature of a trace callback. It is called synchronously, in the event
+#: loop's thread; it should return quickly and must not raise.
+TraceCallback = Callable[[TraceEvent], None]
+
+_current_trace: contextvars.ContextVar[TraceCallback | None] = contextvars.ContextVar(
+    "async_stagger_trace", default=None
+)
+
+
+def emit(kind: EventKind, **fields: Any) -> None:
+    """Report an event to the callback of the enclosing :func:`tracing` block.
+
+    Does nothing (beyond one context variable lookup) when nobody traces.
+    """
+    callback = _current_trace.get()
+    if callback is not None:
+        time = asyncio.get_running_loop().time()
+        callback(TraceEvent(kind, time, **fields))
+
+
+@contextmanager
+def tracing(callback: TraceCallback | None) -> Iterator[None]:
+    """Send the events emitted inside this block (and in tasks created inside
+    it) to *callback*. ``None`` leaves the current setting alone."""
+    if callback is None:
+        yield
+        return
+    if not callable(callback):
+        raise TypeError(f"trace must be callable or None, got {callback!r}")
+    token = _current_trace.set(callback)
+    try:
+        yield
+    finally:
+        _current_trace.reset(token)
