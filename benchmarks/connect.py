@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -109,7 +109,7 @@ class FixedAnswers(asyncio.SelectorEventLoop):
     """A loop whose getaddrinfo answers ``name`` at once with fixed
     addresses (the same for asyncio's code and ours)."""
 
-    answers: dict[str, list[Any]] = {}
+    answers: ClassVar[dict[str, list[Any]]] = {}
 
     async def getaddrinfo(  # type: ignore[override]
         self, host: Any, port: Any, *, family: int = 0, type: int = 0, **_: Any

@@ -15,6 +15,7 @@ Kernel- and thread-backed, so they work from any loop flavour:
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import threading
@@ -145,29 +146,40 @@ class Net:
         return Endpoint(_family(host), host, bound[1])
 
     def hung_tls(self, host: str = "127.0.0.4", port: int = 0) -> Endpoint:
+        """Accepts TCP, reads whatever comes, never answers; closes its side
+        when the client closes."""
         listener = self._listener(host, port)
-        held: list[socket.socket] = []
         stop = threading.Event()
 
-        def accept() -> None:
-            listener.settimeout(0.05)
-            while not stop.is_set():
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                held.append(conn)
+        def serve() -> None:
+            held: list[socket.socket] = []
+            try:
+                while not stop.is_set():
+                    readable, _, _ = select.select([listener, *held], [], [], 0.05)
+                    for sock in readable:
+                        if sock is listener:
+                            conn, _ = listener.accept()
+                            held.append(conn)
+                            continue
+                        try:
+                            data = sock.recv(65536)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            held.remove(sock)
+                            sock.close()
+            except OSError:
+                pass
+            finally:
+                for conn in held:
+                    conn.close()
 
-        acceptor = threading.Thread(target=accept, daemon=True)
-        acceptor.start()
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
 
         def shut() -> None:
             stop.set()
-            acceptor.join()
-            for conn in held:
-                conn.close()
+            thread.join()
 
         self._stack.callback(shut)
         return Endpoint(_family(host), host, listener.getsockname()[1])
