@@ -148,7 +148,8 @@ async def test_first_address_blackholed_connects_after_about_one_delay(
     took = loop.time() - start
     with sock:
         assert sock.getpeername() == server.sockaddr
-    assert 0.1 <= took < 0.6
+    # uvloop's clock counts whole milliseconds.
+    assert 0.1 - 0.002 <= took < 0.6
 
 
 async def test_refused_address_starts_next_attempt_at_once(net: Net) -> None:
