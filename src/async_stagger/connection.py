@@ -109,6 +109,24 @@ def _check_port(port: object) -> None:
         raise ValueError(f"port must be in range 0-65535, got {port!r}")
 
 
+def _check_target(
+    host: object, port: object, family: object, proto: object, flags: object
+) -> None:
+    """Check the arguments every connection function takes."""
+    # The common case (a str host, an int port, int options) costs four
+    # type comparisons; anything else gets the full, explanatory checks.
+    if type(host) is not str or not host:
+        _check_host(host)
+    if type(port) is not int or not 0 <= port <= 65535:
+        _check_port(port)
+    if type(family) is not int:
+        _check_int("family", family)
+    if type(proto) is not int:
+        _check_int("proto", proto)
+    if type(flags) is not int:
+        _check_int("flags", flags)
+
+
 def _check_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -447,7 +465,6 @@ async def _happy_eyeballs(
     loop: asyncio.AbstractEventLoop,
     host: Host,
     port: Port,
-    *,
     family: int,
     proto: int,
     flags: int,
@@ -459,47 +476,66 @@ async def _happy_eyeballs(
     first_addr_family_count: int | None,
 ) -> socket.socket:
     """Race connection attempts to *host* and *port*; return the winner."""
-    locals_: list[tuple[int, tuple[Any, ...]]] | None = None
-    if local_addrs is not None:
-        locals_ = await _collect_local_addrs(local_addrs)
-    if local_addr is not None:
-        resolved = await _resolve_local_addr(
-            loop, local_addr, family=family, proto=proto, flags=flags
-        )
-        locals_ = resolved if locals_ is None else locals_ + resolved
-    if locals_ is not None and not locals_:
-        raise ValueError("local_addrs is empty: no local address to bind to")
-
-    options: dict[str, Any] = {}
-    if first_addr_family_count is not None:
-        options["first_addr_family_count"] = first_addr_family_count
-    if raise_exc_group:
-        options["raise_exc_group"] = True
-    remote = resolver(
-        host,
-        port,
-        family=family,
-        type=socket.SOCK_STREAM,
-        proto=proto,
-        flags=flags,
-        **options,
-    )
-    attempts = _Attempts(loop, remote, locals_)
-    winner: socket.socket | None = None
     try:
-        winner, _, exceptions, source_exc = await staggered_race(attempts, delay)
-    finally:
-        # The race closes its losers; this also catches a winner the race
-        # dropped because we were cancelled as it won.
-        for sock in attempts.live:
-            if sock is not winner:
-                sock.close()
-    if winner is not None:
-        # What asyncio gives its own sockets (its transports do the same).
-        if winner.family in (socket.AF_INET, socket.AF_INET6):
-            winner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return winner
-    raise _failure(host, port, attempts, exceptions, source_exc, raise_exc_group)
+        locals_: list[tuple[int, tuple[Any, ...]]] | None = None
+        if local_addrs is not None:
+            locals_ = await _collect_local_addrs(local_addrs)
+        if local_addr is not None:
+            resolved = await _resolve_local_addr(
+                loop, local_addr, family=family, proto=proto, flags=flags
+            )
+            locals_ = resolved if locals_ is None else locals_ + resolved
+        if locals_ is not None and not locals_:
+            raise ValueError("local_addrs is empty: no local address to bind to")
+
+        if first_addr_family_count is None and not raise_exc_group:
+            # Only the options every resolver takes, so custom resolvers
+            # written for async_stagger 0.4 keep working.
+            remote = resolver(
+                host,
+                port,
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
+            )
+        else:
+            options: dict[str, Any] = {}
+            if first_addr_family_count is not None:
+                options["first_addr_family_count"] = first_addr_family_count
+            if raise_exc_group:
+                options["raise_exc_group"] = True
+            remote = resolver(
+                host,
+                port,
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
+                **options,
+            )
+        attempts = _Attempts(loop, remote, locals_)
+        winner: socket.socket | None = None
+        try:
+            winner, _, exceptions, source_exc = await staggered_race(attempts, delay)
+        finally:
+            # The race closes its losers; this also catches a winner the race
+            # dropped because we were cancelled just as it won.
+            live = attempts.live
+            if len(live) > 1 or winner is None:
+                for sock in live:
+                    if sock is not winner:
+                        sock.close()
+        if winner is None:
+            raise _failure(
+                host, port, attempts, exceptions, source_exc, raise_exc_group
+            )
+    except BaseException as exc:
+        emit("connection_failed", error=exc)
+        raise
+    # What asyncio gives its own sockets (its transports do the same).
+    winner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return winner
 
 
 async def create_connected_sock(
@@ -560,59 +596,87 @@ async def create_connected_sock(
     .. versionadded:: 1.0
        the *trace* argument; ``TCP_NODELAY`` is set on the socket.
     """
-    _check_host(host)
-    _check_port(port)
-    _check_int("family", family)
-    _check_int("proto", proto)
-    _check_int("flags", flags)
-    checked_delay = _check_delay("delay", delay)
+    _check_target(host, port, family, proto, flags)
+    if delay is not None and (type(delay) is not float or not delay >= 0):
+        delay = _check_delay("delay", delay)
     if not callable(resolver):
         raise TypeError(f"resolver must be callable, got {resolver!r}")
     loop = asyncio.get_running_loop()
     if trace is None:
-        return await _connect_sock_traced(
-            loop, host, port, family, proto, flags, local_addrs, None,
-            checked_delay, resolver, raise_exc_group, None,
+        return await _happy_eyeballs(
+            loop, host, port, family, proto, flags, local_addrs, None, delay,
+            resolver, raise_exc_group, None,
         )  # fmt: skip
     with tracing(trace):
-        return await _connect_sock_traced(
-            loop, host, port, family, proto, flags, local_addrs, None,
-            checked_delay, resolver, raise_exc_group, None,
+        return await _happy_eyeballs(
+            loop, host, port, family, proto, flags, local_addrs, None, delay,
+            resolver, raise_exc_group, None,
         )  # fmt: skip
 
 
-async def _connect_sock_traced(
-    loop: asyncio.AbstractEventLoop,
+def _prepare(
+    loop: object,
     host: Host,
     port: Port,
+    ssl: SSLArg,
     family: int,
     proto: int,
     flags: int,
-    local_addrs: LocalAddrs | None,
+    sock: socket.socket | None,
     local_addr: tuple[Any, ...] | None,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+    happy_eyeballs_delay: float | None,
+    interleave: int | None,
     delay: float | None,
     resolver: Resolver,
-    raise_exc_group: bool,
-    first_addr_family_count: int | None,
-) -> socket.socket:
-    try:
-        return await _happy_eyeballs(
-            loop,
-            host,
-            port,
-            family=family,
-            proto=proto,
-            flags=flags,
-            local_addrs=local_addrs,
-            local_addr=local_addr,
-            delay=delay,
-            resolver=resolver,
-            raise_exc_group=raise_exc_group,
-            first_addr_family_count=first_addr_family_count,
-        )
-    except BaseException as exc:
-        emit("connection_failed", error=exc)
-        raise
+) -> tuple[asyncio.AbstractEventLoop, dict[str, Any] | None, float]:
+    """Check ``create_connection``'s arguments as asyncio does, before any
+    network activity; return the loop, the TLS keywords and the delay."""
+    running = _check_loop(loop)
+    tls: dict[str, Any] | None = None
+    if ssl is not None and ssl is not False:
+        _check_ssl(ssl)
+        if server_hostname is None:
+            # asyncio's default: check the certificate against the host name.
+            if not host:
+                raise ValueError(
+                    "You must set server_hostname when using ssl without a host"
+                )
+            server_hostname = host.decode() if isinstance(host, bytes) else host
+        tls = {"ssl": ssl, "server_hostname": server_hostname}
+        if ssl_handshake_timeout is not None:
+            tls["ssl_handshake_timeout"] = ssl_handshake_timeout
+        if ssl_shutdown_timeout is not None:
+            tls["ssl_shutdown_timeout"] = ssl_shutdown_timeout
+    else:
+        # asyncio's rules, with asyncio's exception types.
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    if sock is not None:
+        _check_sock(sock, host=host, port=port)
+        return running, tls, 0.0
+    if host is None and port is None:
+        raise ValueError("host and port was not specified and no sock specified")
+    _check_target(host, port, family, proto, flags)
+    if delay is None and happy_eyeballs_delay is None:
+        chosen_delay = defaults.CONNECTION_ATTEMPT_DELAY
+    else:
+        chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
+    if interleave is not None:
+        _check_interleave(interleave)
+    if not callable(resolver):
+        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    if local_addr is not None and (
+        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
+    ):
+        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    return running, tls, chosen_delay
 
 
 async def create_connection(
@@ -651,7 +715,7 @@ async def create_connection(
         protocol_factory: Called with no arguments to make the protocol.
         host: Host name or IP address literal to connect to.
         port: Port number, numeric string or service name.
-        loop: Accepted for async_stagger 0.3 code; must be the running loop.
+        loop: Accepted for old code; must be the running loop.
         ssl: An :class:`ssl.SSLContext`, or true for a default context.
         family: ``socket.AF_INET`` or ``socket.AF_INET6`` to use only that
             family; 0 for both.
@@ -699,62 +763,22 @@ async def create_connection(
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
        *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), and *trace*.
     """
-    running = _check_loop(loop)
-    _check_ssl(ssl)
-    # asyncio's rules, with asyncio's exception types.
-    if server_hostname is not None and not ssl:
-        raise ValueError("server_hostname is only meaningful with ssl")
-    if ssl_handshake_timeout is not None and not ssl:
-        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-    if ssl_shutdown_timeout is not None and not ssl:
-        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-    if server_hostname is None and ssl:
-        if not host:
-            raise ValueError(
-                "You must set server_hostname when using ssl without a host"
-            )
-        server_hostname = host.decode() if isinstance(host, bytes) else host
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
-    tls: dict[str, Any] = {}
-    if ssl:
-        tls["ssl"] = ssl
-        tls["server_hostname"] = server_hostname
-        if ssl_handshake_timeout is not None:
-            tls["ssl_handshake_timeout"] = ssl_handshake_timeout
-        if ssl_shutdown_timeout is not None:
-            tls["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-
-    if sock is not None:
-        _check_sock(sock, host=host, port=port)
-        # No Happy Eyeballs to do: the loop takes the socket as it is.
-        return await running.create_connection(protocol_factory, sock=sock, **tls)
-    if host is None and port is None:
-        raise ValueError("host and port was not specified and no sock specified")
-
-    _check_host(host)
-    _check_port(port)
-    _check_int("family", family)
-    _check_int("proto", proto)
-    _check_int("flags", flags)
-    chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
-    _check_interleave(interleave)
-    if not callable(resolver):
-        raise TypeError(f"resolver must be callable, got {resolver!r}")
-    if local_addr is not None and (
-        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
-    ):
-        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
-
+    running, tls, chosen_delay = _prepare(
+        loop, host, port, ssl, family, proto, flags, sock,
+        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+        happy_eyeballs_delay, interleave, delay, resolver,
+    )  # fmt: skip
     if trace is None:
         return await _create_connection(
-            running, protocol_factory, host, port, family, proto, flags,
+            running, protocol_factory, host, port, family, proto, flags, sock,
             local_addrs, local_addr, chosen_delay, resolver,
             raise_exc_group or all_errors, interleave, tls,
         )  # fmt: skip
     with tracing(trace):
         return await _create_connection(
-            running, protocol_factory, host, port, family, proto, flags,
+            running, protocol_factory, host, port, family, proto, flags, sock,
             local_addrs, local_addr, chosen_delay, resolver,
             raise_exc_group or all_errors, interleave, tls,
         )  # fmt: skip
@@ -768,37 +792,47 @@ async def _create_connection(
     family: int,
     proto: int,
     flags: int,
+    sock: socket.socket | None,
     local_addrs: LocalAddrs | None,
     local_addr: tuple[Any, ...] | None,
     delay: float | None,
     resolver: Resolver,
     raise_exc_group: bool,
     first_addr_family_count: int | None,
-    tls: dict[str, Any],
+    tls: dict[str, Any] | None,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
-    sock = await _connect_sock_traced(
+    if sock is not None:
+        # No Happy Eyeballs to do: the loop takes the socket as it is.
+        if tls is None:
+            return await loop.create_connection(protocol_factory, sock=sock)
+        return await loop.create_connection(protocol_factory, sock=sock, **tls)
+    sock = await _happy_eyeballs(
         loop, host, port, family, proto, flags, local_addrs, local_addr,
         delay, resolver, raise_exc_group, first_addr_family_count,
     )  # fmt: skip
-    peer = None
-    if tls:
-        peer = _peer(sock)
-        emit("tls_started", address=peer)
+    if tls is None:
+        try:
+            return await loop.create_connection(protocol_factory, sock=sock)
+        except BaseException as exc:
+            sock.close()
+            emit("connection_failed", error=exc)
+            raise
+    # RFC 8305 §5 (and what asyncio does): the TCP race picked the winner,
+    # TLS runs on the winner only.
+    peer = _peer(sock)
+    emit("tls_started", address=peer)
     try:
-        # RFC 8305 §5 (and what asyncio does): TLS runs on the winner only.
         transport, protocol = await loop.create_connection(
             protocol_factory, sock=sock, **tls
         )
     except BaseException as exc:
-        # The transport closes the socket it was given when it fails; close
-        # it here too in case the loop failed before making one.
+        # The transport closes the socket it was given when the handshake
+        # fails; close it here too in case the loop failed before making one.
         sock.close()
-        if tls:
-            emit("tls_failed", address=peer, error=exc)
+        emit("tls_failed", address=peer, error=exc)
         emit("connection_failed", error=exc)
         raise
-    if tls:
-        emit("tls_succeeded", address=peer)
+    emit("tls_succeeded", address=peer)
     return transport, protocol
 
 
@@ -869,37 +903,33 @@ async def open_connection(
         socket.gaierror: The host name could not be resolved.
         ExceptionGroup: Every attempt failed, with *raise_exc_group* or
             *all_errors*.
+        ssl.SSLError: The TLS handshake failed.
         ValueError: Bad arguments (see :func:`create_connection`).
         TypeError: Bad arguments (see :func:`create_connection`).
         RuntimeError: *loop* is not the running event loop.
     """
-    running = _check_loop(loop)
-    _check_int("limit", limit)
-    if limit <= 0:
+    if type(limit) is not int or limit <= 0:
+        _check_int("limit", limit)
         raise ValueError(f"limit must be positive, got {limit!r}")
+    running, tls, chosen_delay = _prepare(
+        loop, host, port, ssl, family, proto, flags, sock,
+        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+        happy_eyeballs_delay, interleave, delay, resolver,
+    )  # fmt: skip
     reader = asyncio.StreamReader(limit=limit, loop=running)
     protocol = asyncio.StreamReaderProtocol(reader, loop=running)
-    transport, _ = await create_connection(
-        lambda: protocol,
-        host,
-        port,
-        ssl=ssl,
-        family=family,
-        proto=proto,
-        flags=flags,
-        sock=sock,
-        local_addr=local_addr,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-        happy_eyeballs_delay=happy_eyeballs_delay,
-        interleave=interleave,
-        all_errors=all_errors,
-        local_addrs=local_addrs,
-        delay=delay,
-        resolver=resolver,
-        raise_exc_group=raise_exc_group,
-        trace=trace,
-    )
+    if trace is None:
+        transport, _ = await _create_connection(
+            running, lambda: protocol, host, port, family, proto, flags, sock,
+            local_addrs, local_addr, chosen_delay, resolver,
+            raise_exc_group or all_errors, interleave, tls,
+        )  # fmt: skip
+    else:
+        with tracing(trace):
+            transport, _ = await _create_connection(
+                running, lambda: protocol, host, port, family, proto, flags,
+                sock, local_addrs, local_addr, chosen_delay, resolver,
+                raise_exc_group or all_errors, interleave, tls,
+            )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)  # type: ignore[arg-type]
     return reader, writer
