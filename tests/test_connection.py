@@ -122,6 +122,15 @@ async def test_connected_socket_is_non_blocking_with_nodelay(net: Net) -> None:
         assert sock.getpeername() == server.sockaddr
 
 
+async def test_transport_socket_has_nodelay_like_asyncios_own(net: Net) -> None:
+    server = net.working("127.0.0.1")
+    _, writer = await open_connection(server.host, server.port)
+    sock = writer.get_extra_info("socket")
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    writer.close()
+    await writer.wait_closed()
+
+
 async def test_working_address_after_refused_ones_is_reached(net: Net) -> None:
     dead = [net.refusing(f"127.0.0.{i}") for i in (2, 3)]
     server = net.working("127.0.0.5")
@@ -150,6 +159,50 @@ async def test_first_address_blackholed_connects_after_about_one_delay(
         assert sock.getpeername() == server.sockaddr
     # uvloop's clock counts whole milliseconds.
     assert 0.1 - 0.002 <= took < 0.6
+
+
+async def test_blackholed_attempt_is_cancelled_when_the_next_wins(net: Net) -> None:
+    dead = net.blackholed("127.0.0.3")
+    server = net.working("127.0.0.5")
+    events: list[TraceEvent] = []
+    sock = await create_connected_sock(
+        "example.test",
+        0,
+        delay=0.05,
+        resolver=answers(dead, server),
+        trace=events.append,
+    )
+    sock.close()
+    assert [(e.kind, e.index) for e in events] == [
+        ("attempt_started", 0),
+        ("attempt_started", 1),
+        ("attempt_succeeded", 1),
+        ("attempt_cancelled", 0),
+    ]
+    assert [e.address for e in events] == [
+        dead.sockaddr,
+        server.sockaddr,
+        server.sockaddr,
+        dead.sockaddr,
+    ]
+
+
+async def test_no_delay_waits_for_a_failure_before_the_next_attempt(
+    net: Net,
+) -> None:
+    dead = net.blackholed("127.0.0.3")
+    server = net.working("127.0.0.5")
+    events: list[TraceEvent] = []
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await create_connected_sock(
+                "example.test",
+                0,
+                delay=None,
+                resolver=answers(dead, server),
+                trace=events.append,
+            )
+    assert [e.index for e in events if e.kind == "attempt_started"] == [0]
 
 
 async def test_refused_address_starts_next_attempt_at_once(net: Net) -> None:
