@@ -10,10 +10,11 @@ suite's ``conftest.py`` loads it. ``tests/README.rst`` tells the story.
 """
 
 from .endpoints import Endpoint, Lab, ipv6_loopback_available
-from .netns import Namespace, netns_unavailable_reason
+from .netns import DnsQuery, Namespace, netns_unavailable_reason
 from .resolver import FakeGetaddrinfo, GetaddrinfoCall
 
 __all__ = [
+    "DnsQuery",
     "Endpoint",
     "FakeGetaddrinfo",
     "GetaddrinfoCall",

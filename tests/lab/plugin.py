@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from .endpoints import Endpoint, Lab
+from .netns import Namespace, netns_unavailable_reason, remove_stale_namespaces
 
 SLOW_FIXTURE_DELAY = 0.2
 """Seconds the ``slow`` fixture's endpoint drops SYNs before it works."""
@@ -49,3 +50,21 @@ def slow(lab: Lab) -> Endpoint:
     :data:`SLOW_FIXTURE_DELAY` seconds (at the first SYN retransmission after
     it, about 1 s on Linux)."""
     return lab.slow(lab.ipv4_address(), delay=SLOW_FIXTURE_DELAY)
+
+
+@pytest.fixture
+def netns() -> Iterator[Namespace]:
+    """A fresh network namespace (root only): ``lo`` up with extra addresses,
+    its own hosts file and resolv.conf. Removed at teardown with every process
+    in it, whatever the test did."""
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with Namespace.create() as namespace:
+        yield namespace
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove namespaces a crashed earlier run left behind."""
+    if netns_unavailable_reason() is None:
+        remove_stale_namespaces()
