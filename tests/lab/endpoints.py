@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import math
 import os
 import select
 import socket
@@ -198,14 +199,15 @@ class Lab:
     ) -> bool:
         """Wait until *sock* is ready (True), *timeout* passes (False) or the
         lab stops (raises :class:`_Stopped`)."""
-        readers: list[Any] = [self._stop_r]
-        writers: list[Any] = []
+        # poll, not select: a benchmark may push descriptors past FD_SETSIZE.
+        poller = select.poll()
+        poller.register(self._stop_r, select.POLLIN)
         if sock is not None:
-            (writers if write else readers).append(sock)
-        readable, writable, _ = select.select(readers, writers, [], timeout)
-        if self._stop_r in readable:
+            poller.register(sock, select.POLLOUT if write else select.POLLIN)
+        events = poller.poll(None if timeout is None else math.ceil(timeout * 1000))
+        if any(fd == self._stop_r for fd, _ in events):
             raise _Stopped
-        return bool(readable or writable)
+        return bool(events)
 
     def close(self) -> None:
         """Stop every server, join its thread and close every socket."""
@@ -532,8 +534,9 @@ class Lab:
                 return True  # refused or failed: not a hang either
             if code == 0:
                 return True
-            _, writable, _ = select.select([], [probe], [], timeout)
-            return bool(writable)
+            poller = select.poll()
+            poller.register(probe, select.POLLOUT)
+            return bool(poller.poll(math.ceil(timeout * 1000)))
 
     def _accept_loop(
         self, sock: socket.socket, handle: Callable[[socket.socket], None]
