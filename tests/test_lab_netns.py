@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -205,8 +206,11 @@ def test_teardown_removes_namespace_etc_folder_and_processes() -> None:
     ):
         namespace.dns({("x.lab.test", "A"): ["10.77.0.1"]})
         namespace.start_python("import time; time.sleep(600)")
-        pids = _namespace_pids(namespace.name)
-        assert len(pids) == 2
+        # `ip netns exec` enters the namespace just after it starts: wait.
+        deadline = time.monotonic() + 10
+        while len(pids := _namespace_pids(namespace.name)) < 2:
+            assert time.monotonic() < deadline, pids
+            time.sleep(0.01)
         assert (NETNS_ETC / namespace.name / "resolv.conf").exists()
         raise RuntimeError("the test failed")
     assert namespace.name not in _namespaces()
