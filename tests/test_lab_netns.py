@@ -232,8 +232,6 @@ def test_stale_namespaces_of_dead_runs_are_removed_and_live_ones_kept() -> None:
     try:
         with Namespace.create() as live:
             removed = remove_stale_namespaces()
-            assert stale in removed
-            assert orphan_folder in removed
             assert live.name not in removed
             assert live.name in _namespaces()
         assert stale not in _namespaces()

@@ -122,7 +122,10 @@ def _kill_namespace_processes(name: str) -> None:
 def _delete_namespace(name: str) -> None:
     if name in _namespace_names():
         _kill_namespace_processes(name)
-        _ip("netns", "del", name)
+        result = _ip("netns", "del", name, check=False)
+        # Another test session may have removed a stale one first.
+        if result.returncode != 0 and name in _namespace_names():
+            raise RuntimeError(f"cannot delete namespace {name}: {result.stderr}")
     shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
 
 
