@@ -175,6 +175,16 @@ async def test_blackholed_endpoints_sharing_a_port_all_hang(lab: Lab) -> None:
     assert len(pending) == len(endpoints)
 
 
+def test_blackholed_skips_the_test_when_the_kernel_does_not_drop_syns(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pretend the probe connect completed, as on a kernel that answers SYNs
+    # even with a full accept queue.
+    monkeypatch.setattr(Lab, "_connects_within", staticmethod(lambda *a: True))
+    with pytest.raises(pytest.skip.Exception, match="SYNs are not dropped"):
+        lab.blackholed(lab.ipv4_address())
+
+
 def test_blackholed_fixture_hangs_a_plain_blocking_connect(
     blackholed: Endpoint,
 ) -> None:
