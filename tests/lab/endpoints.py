@@ -133,8 +133,12 @@ def _sockaddr(family: socket.AddressFamily, host: str, port: int) -> tuple[Any, 
     return (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
 
 
-class _Stopped(Exception):
-    """The lab is shutting down: the thread that sees this leaves quietly."""
+class _Stopped(RuntimeError):
+    """The lab is closed or closing: a server thread that sees this leaves
+    quietly; a caller of a public method gets it as a RuntimeError."""
+
+    def __init__(self) -> None:
+        super().__init__("the lab is closed")
 
 
 class Lab:
@@ -164,7 +168,7 @@ class Lab:
         with self._lock:
             if self._closed:
                 sock.close()
-                raise RuntimeError("the lab is closed")
+                raise _Stopped
             self._sockets.append(sock)
         return sock
 
@@ -186,7 +190,7 @@ class Lab:
         thread = threading.Thread(target=run, name=f"lab-{name}", daemon=True)
         with self._lock:
             if self._closed:
-                raise RuntimeError("the lab is closed")
+                raise _Stopped
             self._threads.append(thread)
         thread.start()
 

@@ -24,6 +24,8 @@ def lab() -> Iterator[Lab]:
     """A :class:`~lab.Lab`; every endpoint it made is closed at teardown."""
     with Lab() as the_lab:
         yield the_lab
+    if the_lab.errors:
+        pytest.fail(f"the lab's servers failed: {the_lab.errors!r}")
 
 
 @pytest.fixture
