@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import textwrap
@@ -20,7 +21,8 @@ import pytest
 from lab import Namespace, netns_unavailable_reason
 from lab.netns import NAME_PREFIX, NETNS_ETC, remove_stale_namespaces
 
-pytestmark = pytest.mark.skipif(
+# Tests taking the `netns` fixture skip through it; the others say so here.
+requires_netns = pytest.mark.skipif(
     netns_unavailable_reason() is not None,
     reason=netns_unavailable_reason() or "",
 )
@@ -199,6 +201,7 @@ def test_async_stagger_and_the_lab_import_inside(netns: Namespace) -> None:
     assert result == {"echoed": "inside", "peer": "10.77.0.2"}
 
 
+@requires_netns
 def test_teardown_removes_namespace_etc_folder_and_processes() -> None:
     with (  # noqa: PT012
         pytest.raises(RuntimeError, match="the test failed"),
@@ -220,6 +223,7 @@ def test_teardown_removes_namespace_etc_folder_and_processes() -> None:
             os.kill(pid, 0)
 
 
+@requires_netns
 def test_stale_namespaces_of_dead_runs_are_removed_and_live_ones_kept() -> None:
     # A pid that existed a moment ago and no longer does.
     dead = subprocess.Popen(["true"])
@@ -252,3 +256,20 @@ def test_dns_rejects_unknown_record_types_naming_them(netns: Namespace) -> None:
         netns.dns({("mail.lab.test", "MX"): ["10.77.0.1"]})
     with pytest.raises(ValueError, match=r"'1\.2\.3\.4' is not a AAAA"):
         netns.dns({("x.lab.test", "AAAA"): ["1.2.3.4"]})
+
+
+def test_netns_fixture_skips_with_a_clear_reason_when_not_root(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match="need root"):
+        request.getfixturevalue("netns")
+
+
+def test_netns_fixture_skips_with_a_clear_reason_without_ip_command(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception, match="`ip` command"):
+        request.getfixturevalue("netns")
