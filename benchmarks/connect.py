@@ -115,6 +115,9 @@ class FixedAnswers(asyncio.SelectorEventLoop):
         self, host: Any, port: Any, *, family: int = 0, type: int = 0, **_: Any
     ) -> list[Any]:
         if host in self.answers:
+            if family not in (0, socket.AF_INET):
+                # An IPv4-only name: the AAAA lookup finds nothing, at once.
+                raise socket.gaierror(socket.EAI_NONAME, "no such address")
             return [
                 (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port)))
                 for ip in self.answers[host]

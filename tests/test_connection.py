@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,13 +23,11 @@ from async_stagger.connection import (
     open_connection,
 )
 from async_stagger.trace import TraceEvent
-from connection_net import Endpoint, Net, network
+from lab import Endpoint, Lab, ipv6_loopback_available
 
-
-@pytest.fixture
-def net() -> Iterator[Net]:
-    with network() as endpoints:
-        yield endpoints
+needs_ipv6 = pytest.mark.skipif(
+    not ipv6_loopback_available(), reason="this machine has no IPv6 loopback (::1)"
+)
 
 
 def answers(*endpoints: Endpoint) -> Any:
@@ -84,22 +83,34 @@ async def round_trip(
 # -- the happy path
 
 
-async def test_open_connection_to_an_ip_literal_round_trips_data(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_open_connection_to_an_ip_literal_round_trips_data(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     reader, writer = await open_connection(server.host, server.port)
     assert writer.get_extra_info("peername") == server.sockaddr
     await round_trip(reader, writer)
 
 
-async def test_open_connection_to_ipv6_loopback_round_trips_data(net: Net) -> None:
-    server = net.working("::1")
+@needs_ipv6
+async def test_open_connection_to_ipv6_loopback_round_trips_data(lab: Lab) -> None:
+    server = lab.working("::1")
     reader, writer = await open_connection("::1", server.port)
     assert writer.get_extra_info("peername")[:2] == ("::1", server.port)
     await round_trip(reader, writer)
 
 
-async def test_create_connection_returns_transport_and_protocol(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_localhost_through_the_default_resolver_connects(lab: Lab) -> None:
+    # The system's own getaddrinfo (hosts file); localhost may name ::1,
+    # 127.0.0.1 or both, so both listen on the same port.
+    v4 = lab.working("127.0.0.1")
+    if ipv6_loopback_available():
+        lab.working("::1", v4.port)
+    reader, writer = await open_connection("localhost", v4.port)
+    assert writer.get_extra_info("peername")[0] in ("127.0.0.1", "::1")
+    await round_trip(reader, writer)
+
+
+async def test_create_connection_returns_transport_and_protocol(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     made: list[asyncio.BaseTransport] = []
 
     class Protocol(asyncio.Protocol):
@@ -113,8 +124,8 @@ async def test_create_connection_returns_transport_and_protocol(net: Net) -> Non
     await asyncio.sleep(0)
 
 
-async def test_connected_socket_is_non_blocking_with_nodelay(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_connected_socket_is_non_blocking_with_nodelay(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     sock = await create_connected_sock(server.host, server.port)
     with sock:
         assert sock.getblocking() is False
@@ -122,8 +133,8 @@ async def test_connected_socket_is_non_blocking_with_nodelay(net: Net) -> None:
         assert sock.getpeername() == server.sockaddr
 
 
-async def test_transport_socket_has_nodelay_like_asyncios_own(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_transport_socket_has_nodelay_like_asyncios_own(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     _, writer = await open_connection(server.host, server.port)
     sock = writer.get_extra_info("socket")
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
@@ -131,9 +142,9 @@ async def test_transport_socket_has_nodelay_like_asyncios_own(net: Net) -> None:
     await writer.wait_closed()
 
 
-async def test_working_address_after_refused_ones_is_reached(net: Net) -> None:
-    dead = [net.refusing(f"127.0.0.{i}") for i in (2, 3)]
-    server = net.working("127.0.0.5")
+async def test_working_address_after_refused_ones_is_reached(lab: Lab) -> None:
+    dead = [lab.refusing(f"127.0.0.{i}") for i in (2, 3)]
+    server = lab.working("127.0.0.5")
     reader, writer = await open_connection(
         "example.test", server.port, resolver=answers(*dead, server)
     )
@@ -145,10 +156,10 @@ async def test_working_address_after_refused_ones_is_reached(net: Net) -> None:
 
 
 async def test_first_address_blackholed_connects_after_about_one_delay(
-    net: Net,
+    lab: Lab,
 ) -> None:
-    dead = net.blackholed("127.0.0.3")
-    server = net.working("127.0.0.5")
+    dead = lab.blackholed("127.0.0.3")
+    server = lab.working("127.0.0.5")
     loop = asyncio.get_running_loop()
     start = loop.time()
     sock = await create_connected_sock(
@@ -161,9 +172,9 @@ async def test_first_address_blackholed_connects_after_about_one_delay(
     assert 0.1 - 0.002 <= took < 0.6
 
 
-async def test_blackholed_attempt_is_cancelled_when_the_next_wins(net: Net) -> None:
-    dead = net.blackholed("127.0.0.3")
-    server = net.working("127.0.0.5")
+async def test_blackholed_attempt_is_cancelled_when_the_next_wins(lab: Lab) -> None:
+    dead = lab.blackholed("127.0.0.3")
+    server = lab.working("127.0.0.5")
     events: list[TraceEvent] = []
     sock = await create_connected_sock(
         "example.test",
@@ -188,10 +199,10 @@ async def test_blackholed_attempt_is_cancelled_when_the_next_wins(net: Net) -> N
 
 
 async def test_no_delay_waits_for_a_failure_before_the_next_attempt(
-    net: Net,
+    lab: Lab,
 ) -> None:
-    dead = net.blackholed("127.0.0.3")
-    server = net.working("127.0.0.5")
+    dead = lab.blackholed("127.0.0.3")
+    server = lab.working("127.0.0.5")
     events: list[TraceEvent] = []
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
@@ -205,9 +216,9 @@ async def test_no_delay_waits_for_a_failure_before_the_next_attempt(
     assert [e.index for e in events if e.kind == "attempt_started"] == [0]
 
 
-async def test_refused_address_starts_next_attempt_at_once(net: Net) -> None:
-    dead = net.refusing("127.0.0.2")
-    server = net.working("127.0.0.5")
+async def test_refused_address_starts_next_attempt_at_once(lab: Lab) -> None:
+    dead = lab.refusing("127.0.0.2")
+    server = lab.working("127.0.0.5")
     events: list[TraceEvent] = []
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -230,10 +241,10 @@ async def test_refused_address_starts_next_attempt_at_once(net: Net) -> None:
     ]
 
 
-async def test_slower_attempt_keeps_running_when_the_next_starts(net: Net) -> None:
+async def test_slower_attempt_keeps_running_when_the_next_starts(lab: Lab) -> None:
     # Both blackholed: attempt 0 must still be running (not failed) when
     # attempt 1 starts a delay later, and both are cancelled at the end.
-    dead = [net.blackholed(f"127.0.0.{i}") for i in (3, 4)]
+    dead = [lab.blackholed(f"127.0.0.{i}") for i in (3, 4)]
     events: list[TraceEvent] = []
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
@@ -257,17 +268,17 @@ async def test_slower_attempt_keeps_running_when_the_next_starts(net: Net) -> No
 # -- when everything fails
 
 
-async def test_one_refused_address_raises_its_own_error(net: Net) -> None:
-    dead = net.refusing("127.0.0.2")
+async def test_one_refused_address_raises_its_own_error(lab: Lab) -> None:
+    dead = lab.refusing("127.0.0.2")
     with pytest.raises(ConnectionRefusedError) as caught:
         await open_connection(dead.host, dead.port)
     assert f"while connecting to 127.0.0.2:{dead.port}" in caught.value.__notes__
 
 
 async def test_different_errors_raise_one_oserror_naming_each_address(
-    net: Net,
+    lab: Lab,
 ) -> None:
-    dead = [net.refusing("127.0.0.2"), net.refusing("127.0.0.3")]
+    dead = [lab.refusing("127.0.0.2"), lab.refusing("127.0.0.3")]
     with pytest.raises(OSError, match=r"^Multiple exceptions: ") as caught:
         await open_connection("example.test", 0, resolver=answers(*dead))
     assert type(caught.value) is OSError
@@ -294,8 +305,9 @@ async def test_alike_errors_raise_the_first_of_them() -> None:
     assert "Multiple exceptions" not in str(caught.value)
 
 
-async def test_raise_exc_group_collects_every_attempt_annotated(net: Net) -> None:
-    dead = [net.refusing("127.0.0.2"), net.refusing("::1")]
+@needs_ipv6
+async def test_raise_exc_group_collects_every_attempt_annotated(lab: Lab) -> None:
+    dead = [lab.refusing("127.0.0.2"), lab.refusing("::1")]
     with pytest.raises(ExceptionGroup) as caught:
         await create_connected_sock(
             "example.test", 0, resolver=answers(*dead), raise_exc_group=True
@@ -306,8 +318,8 @@ async def test_raise_exc_group_collects_every_attempt_annotated(net: Net) -> Non
     assert errors[1].__notes__ == [f"while connecting to [::1]:{dead[1].port}"]
 
 
-async def test_all_errors_is_asyncios_name_for_raise_exc_group(net: Net) -> None:
-    dead = net.refusing("127.0.0.2")
+async def test_all_errors_is_asyncios_name_for_raise_exc_group(lab: Lab) -> None:
+    dead = lab.refusing("127.0.0.2")
     with pytest.raises(ExceptionGroup) as caught:
         await open_connection(
             "example.test", 0, resolver=answers(dead), all_errors=True
@@ -345,8 +357,8 @@ async def test_empty_answer_raises_like_asyncio() -> None:
         await open_connection("nowhere.test", 80, resolver=resolver)
 
 
-async def test_failure_is_traced_with_its_error(net: Net) -> None:
-    dead = net.refusing("127.0.0.2")
+async def test_failure_is_traced_with_its_error(lab: Lab) -> None:
+    dead = lab.refusing("127.0.0.2")
     events: list[TraceEvent] = []
     with pytest.raises(ConnectionRefusedError) as caught:
         await open_connection(dead.host, dead.port, trace=events.append)
@@ -359,11 +371,12 @@ async def test_failure_is_traced_with_its_error(net: Net) -> None:
 # -- local addresses
 
 
+@needs_ipv6
 async def test_local_addrs_of_both_families_pair_with_their_own_family(
-    net: Net,
+    lab: Lab,
 ) -> None:
-    v4 = net.working("127.0.0.1")
-    v6 = net.working("::1")
+    v4 = lab.working("127.0.0.1")
+    v6 = lab.working("::1")
     local = [("127.0.0.7", 0), ("::1", 0, 0, 0)]
     events: list[TraceEvent] = []
     for server in (v4, v6):
@@ -380,8 +393,8 @@ async def test_local_addrs_of_both_families_pair_with_their_own_family(
     assert started == [("127.0.0.7", 0), ("::1", 0, 0, 0)]
 
 
-async def test_local_addrs_may_be_an_async_iterable(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_local_addrs_may_be_an_async_iterable(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
 
     async def local() -> AsyncIterator[tuple[str, int]]:
         yield ("127.0.0.8", 0)
@@ -391,11 +404,12 @@ async def test_local_addrs_may_be_an_async_iterable(net: Net) -> None:
         assert sock.getsockname()[0] == "127.0.0.8"
 
 
+@needs_ipv6
 async def test_remote_family_without_local_partner_is_skipped_not_attempted(
-    net: Net,
+    lab: Lab,
 ) -> None:
-    v6 = net.working("::1")
-    v4 = net.working("127.0.0.1", v6.port)  # same port, other family
+    v6 = lab.working("::1")
+    v4 = lab.working("127.0.0.1", v6.port)  # same port, other family
     events: list[TraceEvent] = []
     sock = await create_connected_sock(
         "example.test",
@@ -410,14 +424,15 @@ async def test_remote_family_without_local_partner_is_skipped_not_attempted(
     assert started == [v4.sockaddr]
 
 
-async def test_no_local_partner_at_all_is_an_eafnosupport_error(net: Net) -> None:
-    v6 = net.working("::1")
+@needs_ipv6
+async def test_no_local_partner_at_all_is_an_eafnosupport_error(lab: Lab) -> None:
+    v6 = lab.working("::1")
     with pytest.raises(OSError, match="no local address of family AF_INET6"):
         await create_connected_sock("::1", v6.port, local_addrs=[("127.0.0.9", 0)])
 
 
-async def test_local_addr_is_resolved_and_bound(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_local_addr_is_resolved_and_bound(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     reader, writer = await open_connection(
         server.host, server.port, local_addr=("127.0.0.6", 0)
     )
@@ -425,8 +440,9 @@ async def test_local_addr_is_resolved_and_bound(net: Net) -> None:
     await round_trip(reader, writer)
 
 
-async def test_local_addr_joins_local_addrs(net: Net) -> None:
-    v6 = net.working("::1")
+@needs_ipv6
+async def test_local_addr_joins_local_addrs(lab: Lab) -> None:
+    v6 = lab.working("::1")
     transport, _ = await create_connection(
         asyncio.Protocol,
         "::1",
@@ -442,14 +458,14 @@ async def test_local_addr_joins_local_addrs(net: Net) -> None:
 # -- TLS
 
 
-async def test_tls_handshake_runs_on_the_winner_and_round_trips(net: Net) -> None:
-    dead = net.refusing("127.0.0.2")
-    server = net.working("127.0.0.5", tls=True)
+async def test_tls_handshake_runs_on_the_winner_and_round_trips(lab: Lab) -> None:
+    dead = lab.refusing("127.0.0.2")
+    server = lab.working("127.0.0.5", tls=True)
     events: list[TraceEvent] = []
     reader, writer = await open_connection(
         "localhost",
         server.port,
-        ssl=net.client_ssl_context(),
+        ssl=lab.client_ssl_context(),
         resolver=answers(dead, server),
         trace=events.append,
     )
@@ -460,10 +476,10 @@ async def test_tls_handshake_runs_on_the_winner_and_round_trips(net: Net) -> Non
     assert kinds.count("tls_started") == 1
 
 
-async def test_tls_server_hostname_defaults_to_host(net: Net) -> None:
-    server = net.working("127.0.0.5", tls=True, cert_names=("good.test",))
-    context = net.client_ssl_context()
-    with pytest.raises(ssl_error()):
+async def test_tls_server_hostname_defaults_to_host(lab: Lab) -> None:
+    server = lab.working("127.0.0.5", tls=True, tls_names=("good.test",))
+    context = lab.client_ssl_context()
+    with pytest.raises(ssl.SSLError):
         await open_connection(
             "bad.test", server.port, ssl=context, resolver=answers(server)
         )
@@ -473,32 +489,27 @@ async def test_tls_server_hostname_defaults_to_host(net: Net) -> None:
     await round_trip(reader, writer)
 
 
-async def test_failed_tls_handshake_closes_the_socket(net: Net) -> None:
-    server = net.working("127.0.0.5", tls=True, cert_names=("other.test",))
+async def test_failed_tls_handshake_closes_the_socket(lab: Lab) -> None:
+    server = lab.working("127.0.0.5", tls=True)
     before = open_fds()
     events: list[TraceEvent] = []
-    with pytest.raises(ssl_error()):
+    with pytest.raises(ssl.SSLCertVerificationError):
         await open_connection(
             server.host,
             server.port,
-            ssl=net.client_ssl_context(),
+            ssl=lab.client_ssl_context(),
+            server_hostname="not-in-the-certificate.test",
             trace=events.append,
         )
     await assert_sockets_back_to(before)
     assert [event.kind for event in events][-2:] == ["tls_failed", "connection_failed"]
 
 
-def ssl_error() -> type[BaseException]:
-    import ssl
-
-    return ssl.SSLError
-
-
 # -- cancellation and timeouts
 
 
-async def test_timeout_mid_race_closes_every_socket(net: Net) -> None:
-    dead = [net.blackholed(f"127.0.0.{i}") for i in (3, 4, 5)]
+async def test_timeout_mid_race_closes_every_socket(lab: Lab) -> None:
+    dead = [lab.blackholed(f"127.0.0.{i}") for i in (3, 4, 5)]
     before = open_fds()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.15):
@@ -508,8 +519,8 @@ async def test_timeout_mid_race_closes_every_socket(net: Net) -> None:
     await assert_sockets_back_to(before)
 
 
-async def test_cancel_mid_race_closes_every_socket(net: Net) -> None:
-    dead = net.blackholed("127.0.0.3")
+async def test_cancel_mid_race_closes_every_socket(lab: Lab) -> None:
+    dead = lab.blackholed("127.0.0.3")
     before = open_fds()
     task = asyncio.ensure_future(
         create_connected_sock(dead.host, dead.port, delay=0.05)
@@ -540,8 +551,8 @@ async def test_timeout_during_resolution_leaves_nothing_behind() -> None:
     await assert_sockets_back_to(before)
 
 
-async def test_timeout_during_tls_handshake_closes_the_socket(net: Net) -> None:
-    server = net.hung_tls("127.0.0.4")
+async def test_timeout_during_tls_handshake_closes_the_socket(lab: Lab) -> None:
+    server = lab.hung_tls("127.0.0.4")
     before = open_fds()
     events: list[TraceEvent] = []
     with pytest.raises(TimeoutError):
@@ -549,30 +560,30 @@ async def test_timeout_during_tls_handshake_closes_the_socket(net: Net) -> None:
             await open_connection(
                 server.host,
                 server.port,
-                ssl=net.client_ssl_context(),
+                ssl=lab.client_ssl_context(),
                 trace=events.append,
             )
     await assert_sockets_back_to(before)
     assert "tls_started" in [event.kind for event in events]
 
 
-async def test_ssl_handshake_timeout_applies_to_the_winner(net: Net) -> None:
-    server = net.hung_tls("127.0.0.4")
+async def test_ssl_handshake_timeout_applies_to_the_winner(lab: Lab) -> None:
+    server = lab.hung_tls("127.0.0.4")
     before = open_fds()
     with pytest.raises((TimeoutError, ConnectionAbortedError)):
         await open_connection(
             server.host,
             server.port,
-            ssl=net.client_ssl_context(),
+            ssl=lab.client_ssl_context(),
             ssl_handshake_timeout=0.1,
         )
     await assert_sockets_back_to(before)
 
 
-async def test_winner_is_closed_when_cancelled_as_it_wins(net: Net) -> None:
+async def test_winner_is_closed_when_cancelled_as_it_wins(lab: Lab) -> None:
     # Cancel at every step of a connection in turn: whatever the step, no
     # socket may survive.
-    server = net.working("127.0.0.1")
+    server = lab.working("127.0.0.1")
     before = open_fds()
     for steps in range(12):
         task = asyncio.ensure_future(create_connected_sock(server.host, server.port))

@@ -11,7 +11,7 @@ import inspect
 import math
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,13 +23,7 @@ from async_stagger.connection import (
     open_connection,
 )
 from async_stagger.trace import TraceEvent
-from connection_net import Net, network
-
-
-@pytest.fixture
-def net() -> Iterator[Net]:
-    with network() as endpoints:
-        yield endpoints
+from lab import Lab
 
 
 class RecordingResolver:
@@ -88,8 +82,8 @@ def test_signatures_are_explicit_without_catch_all_keywords(ours: Any) -> None:
     assert inspect.Parameter.VAR_POSITIONAL not in kinds
 
 
-async def test_every_asyncio_keyword_at_its_default_connects(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_every_asyncio_keyword_at_its_default_connects(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     keywords = {
         name: parameter.default
         for name, parameter in asyncio_create_connection_parameters().items()
@@ -116,9 +110,9 @@ async def test_unknown_keyword_is_a_type_error_before_any_socket() -> None:
     assert resolver.calls == []
 
 
-async def test_happy_eyeballs_delay_is_the_delay(net: Net) -> None:
-    dead = net.blackholed("127.0.0.3")
-    server = net.working("127.0.0.5")
+async def test_happy_eyeballs_delay_is_the_delay(lab: Lab) -> None:
+    dead = lab.blackholed("127.0.0.3")
+    server = lab.working("127.0.0.5")
     events: list[TraceEvent] = []
 
     async def resolver(host: Any, port: Any, **_: Any) -> AsyncIterator[Any]:
@@ -173,8 +167,8 @@ async def test_all_errors_asks_the_resolver_for_a_group() -> None:
     assert options["raise_exc_group"] is True
 
 
-async def test_loop_may_be_the_running_loop(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_loop_may_be_the_running_loop(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     _, writer = await open_connection(
         server.host, server.port, loop=asyncio.get_running_loop()
     )
@@ -196,8 +190,8 @@ async def test_loop_that_is_no_loop_is_a_type_error() -> None:
         await create_connection(asyncio.Protocol, "127.0.0.1", 80, loop="loop")  # type: ignore[arg-type]
 
 
-async def test_sock_skips_happy_eyeballs(net: Net) -> None:
-    server = net.working("127.0.0.1")
+async def test_sock_skips_happy_eyeballs(lab: Lab) -> None:
+    server = lab.working("127.0.0.1")
     sock = socket.create_connection(server.sockaddr)
     sock.setblocking(False)
     events: list[TraceEvent] = []
