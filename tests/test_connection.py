@@ -152,6 +152,25 @@ async def test_working_address_after_refused_ones_is_reached(lab: Lab) -> None:
     await round_trip(reader, writer)
 
 
+async def test_socket_that_cannot_be_created_is_a_failed_attempt(lab: Lab) -> None:
+    server = lab.working(lab.ipv4_address())
+    bogus = (socket.AF_INET, socket.SOCK_STREAM, 254, "", server.sockaddr)
+
+    async def resolver(host: Any, port: Any, **_: Any) -> AsyncIterator[Any]:
+        yield bogus  # protocol 254: socket() itself fails
+        yield server.addrinfo
+
+    events: list[TraceEvent] = []
+    sock = await create_connected_sock(
+        "example.test", 0, delay=30, resolver=resolver, trace=events.append
+    )
+    with sock:
+        assert sock.getpeername() == server.sockaddr
+    failed = [e for e in events if e.kind == "attempt_failed"]
+    assert [e.index for e in failed] == [0]
+    assert isinstance(failed[0].error, OSError)
+
+
 # -- the schedule (RFC 8305 §5)
 
 

@@ -239,7 +239,6 @@ class _Attempts:
 
     __slots__ = (
         "addresses",
-        "exhausted",
         "live",
         "local_addrs",
         "loop",
@@ -265,7 +264,6 @@ class _Attempts:
         self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
         # Further (remote, local) pairs for the current remote address.
         self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
-        self.exhausted = False
 
     def __aiter__(self) -> _Attempts:
         return self
@@ -291,8 +289,8 @@ class _Attempts:
                     info[4],
                     OSError(
                         errno.EAFNOSUPPORT,
-                        f"no local address of family {family.name} to connect"
-                        f" to {info[4]!r} from",
+                        f"no local address of family {_family_name(family)}"
+                        f" to connect to {info[4]!r} from",
                     ),
                 )
             )
@@ -314,10 +312,11 @@ class _Attempts:
     ) -> socket.socket:
         family, type_, proto, _, address = info
         emit("attempt_started", index=index, address=address, local_address=local)
-        sock = socket.socket(family, type_, proto)
         live = self.live
-        live.add(sock)
+        sock = None
         try:
+            sock = socket.socket(family, type_, proto)
+            live.add(sock)
             sock.setblocking(False)
             if local is not None:
                 try:
@@ -332,17 +331,26 @@ class _Attempts:
                     ) from exc
             await self.loop.sock_connect(sock, address)
         except asyncio.CancelledError:
-            live.discard(sock)
-            sock.close()
+            if sock is not None:
+                live.discard(sock)
+                sock.close()
             emit("attempt_cancelled", index=index, address=address)
             raise
         except BaseException as exc:
-            live.discard(sock)
-            sock.close()
+            if sock is not None:
+                live.discard(sock)
+                sock.close()
             emit("attempt_failed", index=index, address=address, error=exc)
             raise
         emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
+
+
+def _family_name(family: int) -> str:
+    try:
+        return socket.AddressFamily(family).name
+    except ValueError:
+        return str(family)
 
 
 # -- the connection ---------------------------------------------------------------
