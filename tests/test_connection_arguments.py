@@ -358,3 +358,27 @@ def test_default_delay_is_the_rfc_connection_attempt_delay() -> None:
     sig = inspect.signature(create_connected_sock)
     assert sig.parameters["delay"].default == defaults.CONNECTION_ATTEMPT_DELAY
     assert defaults.CONNECTION_ATTEMPT_DELAY == 0.25
+
+
+async def test_resolver_returning_a_bare_async_iterator_works(lab: Lab) -> None:
+    server = lab.working(lab.ipv4_address())
+
+    class Answers:
+        """An async iterator with no aclose()."""
+
+        def __init__(self) -> None:
+            self.left = [server.addrinfo]
+
+        def __aiter__(self) -> Answers:
+            return self
+
+        async def __anext__(self) -> Any:
+            if not self.left:
+                raise StopAsyncIteration
+            return self.left.pop()
+
+    sock = await create_connected_sock(
+        "example.test", 0, resolver=lambda host, port, **_: Answers()
+    )
+    with sock:
+        assert sock.getpeername() == server.sockaddr

@@ -38,7 +38,13 @@ import errno
 import math
 import socket
 import ssl as _ssl
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from typing import Any, TypeAlias
 
 from . import defaults
@@ -295,10 +301,15 @@ class _Attempts:
                 )
             )
 
-    async def aclose(self) -> None:
+    def aclose(self) -> Awaitable[None]:
+        """Close the resolver's iterator (the race calls this on exit)."""
         aclose = getattr(self.remote, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if aclose is None:
+            return _nothing()
+        # Its own awaitable, not one more coroutine around it: this runs for
+        # every connection.
+        awaitable: Awaitable[None] = aclose()
+        return awaitable
 
     def _factory(
         self, info: AddrInfo, local: tuple[Any, ...] | None
@@ -344,6 +355,10 @@ class _Attempts:
             raise
         emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
+
+
+async def _nothing() -> None:
+    pass
 
 
 def _family_name(family: int) -> str:
