@@ -59,6 +59,12 @@ async def test_ipv6_lookup_never_answering_costs_only_the_resolution_delay(
     started = [e for e in events if e.kind == "attempt_started"]
     assert [e.address for e in started] == [v4.sockaddr]
     assert started[0].time - start >= 0.05 - 0.002
+    # The same trace callback saw the lookups: both started, IPv4 answered.
+    lookups = {(e.kind, e.family) for e in events if e.kind.startswith("resolution")}
+    assert ("resolution_started", socket.AF_INET6) in lookups
+    assert ("resolution_started", socket.AF_INET) in lookups
+    assert ("resolution_answered", socket.AF_INET) in lookups
+    assert ("resolution_answered", socket.AF_INET6) not in lookups
 
 
 @needs_ipv6
@@ -139,3 +145,22 @@ async def test_timeout_while_both_lookups_hang_leaves_nothing_behind(
             )
     assert loop.time() == pytest.approx(3, abs=1e-9)
     assert len(getaddrinfo.calls) == 2
+
+
+async def test_async_stagger_0_4_keywords_still_work(lab: Lab) -> None:
+    # 0.4 spelled the options delay, local_addrs, resolver (with its own
+    # options bound by functools.partial) and raise_exc_group.
+    server = lab.working(lab.ipv4_address())
+    getaddrinfo = lab.getaddrinfo({"v4.lab.test": [server]})
+    _, writer = await open_connection(
+        "v4.lab.test",
+        80,
+        delay=0.1,
+        local_addrs=[("127.0.0.11", 0)],
+        resolver=resolver_for(getaddrinfo, first_addr_family_count=2),
+        raise_exc_group=True,
+    )
+    assert writer.get_extra_info("peername") == server.sockaddr
+    assert writer.get_extra_info("sockname")[0] == "127.0.0.11"
+    writer.close()
+    await writer.wait_closed()
