@@ -27,6 +27,12 @@ feeds addresses that arrive late this way, RFC 8305 §6).
   closes an async iterable (``aclose``) on every exit, so nothing it started
   outlives it.
 
+Attempt 0 runs directly in the task that awaits the race; later attempts run
+in tasks of their own, started only when the delay runs out or attempt 0
+fails. The common case, where the first attempt wins, so costs no task and
+no extra loop iteration. (Attempt 0 thus shares the caller's task, its
+context variables and its cancellations, like any awaited coroutine.)
+
 Cancelling the task awaiting the race cancels every attempt, waits for them,
 closes the iterable and re-raises the ``CancelledError``; the cancel request is
 not consumed, so ``asyncio.timeout`` around the race works as usual.
@@ -494,6 +500,10 @@ async def staggered_race(
         item that is not callable, or whose call returns something not
         awaitable, counts as a started attempt that failed with
         ``TypeError``.
+
+        Attempt 0 runs in the calling task itself (later ones in tasks of
+        their own), so it sees the caller's ``asyncio.current_task()`` and
+        context variables.
 
         If the task running the race is cancelled after the winner is known
         but before the losers have finished, the winner's result is
