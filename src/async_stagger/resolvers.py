@@ -225,6 +225,9 @@ def _answer_directly(
         if not text.isascii() or not _is_ip_literal(text):
             return None
         flags |= socket.AI_NUMERICHOST
+        # As bytes: a str host goes through the (pure Python, slow) idna
+        # codec first, pointless for a literal already known to be ASCII.
+        host = text.encode("ascii")
     return list(socket.getaddrinfo(host, port, family, type, proto, flags))
 
 
