@@ -7,7 +7,9 @@ ports with nothing listening, and the demo's own blackholed host.
 from __future__ import annotations
 
 import errno
+import io
 import json
+import math
 import os
 import re
 import socket
@@ -166,6 +168,21 @@ def test_bad_usage_exits_with_status_2_naming_the_bad_value(
 def test_port_may_be_a_service_name(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["127.0.0.1", "http"])
     assert args.port == 80
+
+
+def test_delay_none_means_one_attempt_at_a_time() -> None:
+    assert build_parser().parse_args(["h", "80", "--delay", "none"]).delay == math.inf
+    assert build_parser().parse_args(["h", "80", "--delay", "0"]).delay == 0
+    assert build_parser().parse_args(["h", "80"]).delay == 0.25
+
+
+def test_a_closed_output_does_not_break_the_connection() -> None:
+    out = io.StringIO()
+    timeline = Timeline(out)
+    out.close()
+    timeline(TraceEvent("attempt_started", 0.0, index=0, address=("::1", 80, 0, 0)))
+    assert timeline.output_lost
+    assert len(timeline.events) == 1
 
 
 def test_local_addresses_become_socket_addresses_with_any_port() -> None:

@@ -22,6 +22,7 @@ import functools
 import ipaddress
 import json
 import math
+import os
 import socket
 import ssl
 import sys
@@ -134,6 +135,8 @@ class Timeline:
         self.indent = indent
         self.origin: float | None = None
         self.events: list[TraceEvent] = []
+        #: True once writing failed (e.g. the reading end of a pipe closed).
+        self.output_lost = False
         # Attempt events after "started" may omit the address: remember it.
         self._attempt_addresses: dict[int, tuple[Any, ...]] = {}
 
@@ -160,13 +163,26 @@ class Timeline:
 
     def write_line(self, elapsed: float, text: str) -> None:
         """Print one text line stamped *elapsed* seconds after time zero."""
-        print(f"{self.indent}{elapsed * 1000:9.1f} ms  {text}", file=self.out)
-        self.out.flush()
+        self.write(f"{self.indent}{elapsed * 1000:9.1f} ms  {text}")
 
     def write_json(self, data: dict[str, Any]) -> None:
         """Print one JSON object on a line of its own."""
-        print(json.dumps(data), file=self.out)
-        self.out.flush()
+        self.write(json.dumps(data))
+
+    def write(self, line: str) -> None:
+        """Print *line* as it is.
+
+        Never raises: a trace callback must not raise into the connection it
+        observes, so when the output goes away (a closed pipe), printing
+        stops instead.
+        """
+        if self.output_lost:
+            return
+        try:
+            print(line, file=self.out)
+            self.out.flush()
+        except (OSError, ValueError):
+            self.output_lost = True
 
     def event_json(self, event: TraceEvent) -> dict[str, Any]:
         """The JSON form of *event*: its fields that are set, with ``time`` in
@@ -227,6 +243,8 @@ class Timeline:
         if kind == "tls_failed":
             return f"TLS handshake failed: {format_error(event.error)}"
         if kind == "connection_failed":
+            if isinstance(event.error, asyncio.CancelledError):
+                return "connection cancelled"
             return f"connection failed: {format_error(event.error)}"
         return str(kind)
 
@@ -257,9 +275,10 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _attempt_delay(text: str) -> float | None:
+def _attempt_delay(text: str) -> float:
     if text.lower() in ("none", "inf"):
-        return None
+        # An endless delay: the next attempt starts only when one fails.
+        return math.inf
     return _non_negative_seconds(text)
 
 
@@ -494,12 +513,13 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
     )
     ssl_context = _client_ssl_context(args) if args.tls else None
     if not args.json:
-        delay = "none" if args.delay is None else f"{args.delay:g} s"
-        print(
+        delay = (
+            "none (one at a time)" if math.isinf(args.delay) else f"{args.delay:g} s"
+        )
+        timeline.write(
             f"connecting to {args.host} port {args.port}"
             f" (attempt delay {delay}, resolution delay"
-            f" {args.resolution_delay:g} s, interleave {args.interleave})",
-            file=out,
+            f" {args.resolution_delay:g} s, interleave {args.interleave})"
         )
     timeline.start(loop.time())
     try:
@@ -516,8 +536,10 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
             )
     except (OSError, ssl.SSLError, ExceptionGroup) as exc:
         elapsed = timeline.elapsed(loop.time())
+        error = _error_json(exc)
         if isinstance(exc, TimeoutError) and args.timeout is not None:
             message = f"timed out after {args.timeout:g} s"
+            error["message"] = message
         else:
             message = format_error(exc)
         if args.json:
@@ -526,10 +548,13 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
                     "kind": "result",
                     "ok": False,
                     "time": round(elapsed, 6),
-                    "error": _error_json(exc),
+                    "error": error,
                 }
             )
-        elif any(event.kind == "connection_failed" for event in timeline.events):
+        elif any(
+            event.kind == "connection_failed" and event.error is exc
+            for event in timeline.events
+        ):
             timeline.write_line(elapsed, "=> not connected")
         else:
             timeline.write_line(elapsed, f"=> not connected: {message}")
@@ -603,3 +628,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    finally:
+        _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe() -> None:
+    """When stdout's reader went away (``... | head``), flush into the void
+    so the interpreter does not complain about it at exit."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
