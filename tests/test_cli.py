@@ -23,7 +23,7 @@ from typing import Any, get_args
 
 import pytest
 
-from async_stagger import __version__
+from async_stagger import __version__, _demo
 from async_stagger._demo import demo_host
 from async_stagger.cli import Timeline, build_parser, format_address, main
 from async_stagger.trace import EventKind, TraceEvent
@@ -421,6 +421,19 @@ def test_demo_prints_both_timelines_and_the_speed_up() -> None:
     ours, theirs = float(match.group(1)), float(match.group(2))
     assert 100 <= ours < 500
     assert theirs >= 500
+
+
+def test_demo_explains_a_loopback_it_cannot_blackhole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def kernel_that_never_drops(listener: socket.socket, host: Any) -> None:
+        raise RuntimeError("this kernel completes connections to a full queue")
+
+    monkeypatch.setattr(_demo, "_blackhole", kernel_that_never_drops)
+    assert main(["demo"]) == 1
+    out = capsys.readouterr().out
+    assert "could not set up the loopback host" in out
+    assert "this kernel completes connections to a full queue" in out
 
 
 # -- the timeline's wording -------------------------------------------------------

@@ -32,7 +32,14 @@ from typing import Any, TextIO
 from . import __version__, defaults
 from .trace import TraceEvent
 
-__all__ = ["Timeline", "format_address", "format_error", "main"]
+__all__ = [
+    "Timeline",
+    "build_parser",
+    "format_address",
+    "format_error",
+    "main",
+    "trace_connection",
+]
 
 PROG = "python -m async_stagger"
 
