@@ -423,6 +423,7 @@ def test_demo_prints_both_timelines_and_the_speed_up() -> None:
     assert theirs >= 500
 
 
+@needs_connection
 def test_demo_explains_a_loopback_it_cannot_blackhole(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
