@@ -269,6 +269,20 @@ def test_json_failure_reports_the_error_with_its_errno(
 
 
 @needs_connection
+def test_family_restricts_the_addresses_used(
+    capsys: pytest.CaptureFixture[str], listener: int
+) -> None:
+    assert main(["127.0.0.1", str(listener), "--family", "4"]) == 0
+    assert "connected: the winner" in capsys.readouterr().out
+    assert main(["127.0.0.1", str(listener), "--family", "6", "--json"]) == 1
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.splitlines()[-1])
+    assert result["ok"] is False
+    assert result["error"]["type"] == "gaierror"
+    assert "could not connect to 127.0.0.1" in captured.err
+
+
+@needs_connection
 def test_local_address_is_shown_and_used(
     capsys: pytest.CaptureFixture[str], listener: int
 ) -> None:
