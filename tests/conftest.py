@@ -20,6 +20,8 @@ import pytest
 
 from loops import FLAVOURS, VIRTUAL_FLAVOURS, loop_factory
 
+pytest_plugins = ["lab.plugin"]
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not inspect.iscoroutinefunction(metafunc.function):

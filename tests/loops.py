@@ -35,6 +35,10 @@ if uvloop is not None:
 
 VIRTUAL_FLAVOURS = [f for f in FLAVOURS if f != "uvloop"]
 
+#: Real seconds a virtual-clock loop may sit with nothing to do before the
+#: test is declared deadlocked.
+DEADLOCK_SECONDS = 10.0
+
 
 class _VirtualSelector(selectors.DefaultSelector):
     """A selector that, instead of sleeping until a timer is due, moves the
@@ -50,7 +54,16 @@ class _VirtualSelector(selectors.DefaultSelector):
         if ready or timeout == 0:
             return ready
         if timeout is None:
-            return super().select(None)
+            # Nothing is scheduled: only real I/O (an executor thread's result,
+            # a socket) can wake the loop. A test waiting that long on the
+            # virtual clock is deadlocked; fail instead of hanging the suite.
+            ready = super().select(DEADLOCK_SECONDS)
+            if not ready:
+                raise RuntimeError(
+                    f"virtual clock loop deadlocked: no timer pending and no I/O"
+                    f" for {DEADLOCK_SECONDS} s of real time"
+                )
+            return ready
         assert self.clock is not None
         self.clock.now += timeout
         return []

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import sys
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -63,6 +64,9 @@ RaceResult: TypeAlias = tuple[
 ]
 
 _NOT_FINISHED: Any = object()
+
+# asyncio.Task(..., eager_start=True) exists from Python 3.12 on.
+_EAGER_START = sys.version_info >= (3, 12)
 
 
 def _check_delay(delay: float | None) -> float | None:
@@ -93,12 +97,14 @@ class _Race(Generic[T]):
 
     __slots__ = (
         "delay",
+        "eager",
         "exceptions",
         "exhausted",
         "iter_exc",
         "last_started",
         "loop",
         "next_due",
+        "next_due_at",
         "running",
         "tasks",
         "timer",
@@ -122,7 +128,11 @@ class _Race(Generic[T]):
         self.last_started = -1
         self.running = 0
         self.timer: asyncio.TimerHandle | None = None
+        # When the latest attempt's delay runs out (None: no deadline).
+        self.next_due_at: float | None = None
         self.wake: asyncio.Future[None] | None = None
+        # A loop with a task factory of its own gets its tasks from it.
+        self.eager = _EAGER_START and loop.get_task_factory() is None
 
     # -- signals from attempts and timers -------------------------------------
 
@@ -133,6 +143,7 @@ class _Race(Generic[T]):
 
     def _delay_elapsed(self) -> None:
         self.timer = None
+        self.next_due_at = None
         self.next_due = True
         self._wake()
 
@@ -194,6 +205,7 @@ class _Race(Generic[T]):
         self.last_started = index
         self.running += 1
         self.next_due = False
+        self.next_due_at = None
         timer = self.timer
         if timer is not None:
             timer.cancel()
@@ -201,16 +213,31 @@ class _Race(Generic[T]):
         delay = self.delay
         if delay is not None:
             if delay > 0:
-                self.timer = self.loop.call_later(delay, self._delay_elapsed)
+                # The timer itself is armed only if the driver has to wait
+                # (see _wait): an attempt that settles at once needs none.
+                self.next_due_at = self.loop.time() + delay
             else:
                 self.next_due = True
-        # With an eager task factory this may run the attempt to completion
-        # (even pick it as the winner) before returning.
-        task = self.loop.create_task(self._attempt(index, factory))
+        # Started eagerly where asyncio can (3.12+): the attempt runs up to its
+        # first suspension right now, so a connect() that completes or fails
+        # at once costs no loop iteration. It may even finish, and win, before
+        # this returns; the driver re-checks the state after every start.
+        attempt = self._attempt(index, factory)
+        if self.eager:
+            task = asyncio.Task(attempt, loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+        else:
+            task = self.loop.create_task(attempt)
         if not task.done():
             self.tasks.append(task)
 
     async def _wait(self) -> None:
+        if (
+            self.timer is None
+            and not self.next_due
+            and not self.exhausted
+            and self.next_due_at is not None
+        ):
+            self.timer = self.loop.call_at(self.next_due_at, self._delay_elapsed)
         self.wake = wake = self.loop.create_future()
         try:
             await wake
@@ -297,7 +324,10 @@ class _Race(Generic[T]):
         cancelled: asyncio.CancelledError | None = None
         pending = [task for task in self.tasks if not task.done()]
         for task in pending:
-            task.cancel()
+            # Cancel each task once: a second cancel() would interrupt the
+            # cleanup a loser is already doing in response to the first.
+            if not task.cancelling():
+                task.cancel()
         while pending:
             try:
                 await asyncio.wait(pending)
