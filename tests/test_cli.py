@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -539,3 +540,56 @@ async def test_an_abandoned_daemon_thread_lookup_reports_nothing() -> None:
     # The thread's answer arrives into a cancelled future: silently dropped
     # (the suite fails the test if the loop reports an error).
     await asyncio.sleep(0.05)
+
+
+# -- a real resolver with a slow AAAA answer (root: a network namespace) ------------
+
+_TRACE_IN_NAMESPACE = """
+import socket, sys
+from async_stagger.cli import main
+v4, v6 = {v4!r}, {v6!r}
+with socket.create_server((v4, 0)) as server4:
+    port = server4.getsockname()[1]
+    with socket.create_server((v6, port), family=socket.AF_INET6) as server6:
+        sys.exit(main(["dual.lab.test", str(port), *{extra!r}]))
+"""
+
+
+@needs_connection
+def test_tracer_shows_ipv4_winning_while_the_aaaa_answer_is_late(netns: Any) -> None:
+    """glibc's getaddrinfo, a DNS server holding back AAAA for 2 s: the
+    timeline shows the A answer, the IPv4 attempt winning long before the
+    AAAA answer, and no IPv6 address ever tried."""
+    v4, v6 = netns.ipv4_addresses[0], netns.ipv6_addresses[0]
+    netns.dns(
+        {("dual.lab.test", "A"): [v4], ("dual.lab.test", "AAAA"): [v6]},
+        delays={"AAAA": 2.0},
+        resolver_timeout=5,
+    )
+    code = _TRACE_IN_NAMESPACE.format(v4=v4, v6=v6, extra=["--json"])
+    started_at = time.monotonic()
+    result = netns.run_python(code, timeout=30)
+    # The command does not linger for the AAAA lookup it no longer needs.
+    assert time.monotonic() - started_at < 1.8
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    answered = [e for e in events if e["kind"] == "resolution_answered"]
+    assert [e["family"] for e in answered] == ["AF_INET"]
+    assert answered[0]["addresses"][0][0] == v4
+    started = [e for e in events if e["kind"] == "attempt_started"]
+    assert [e["address"][0] for e in started] == [v4]
+    won = [e for e in events if e["kind"] == "attempt_succeeded"]
+    assert [e["address"][0] for e in won] == [v4]
+    result_line = events[-1]
+    assert result_line["ok"] is True
+    # Resolution delay (50 ms) plus loopback work: nowhere near the 2 s AAAA.
+    assert result_line["time"] < 1.0
+
+    text = netns.run_python(
+        _TRACE_IN_NAMESPACE.format(v4=v4, v6=v6, extra=[]), timeout=30
+    )
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "lookup IPv6 (AAAA) started for dual.lab.test" in text.stdout
+    assert f"lookup IPv4 (A) answered: {v4}" in text.stdout
+    assert "lookup IPv6 (AAAA) answered" not in text.stdout
+    assert f"attempt #0 to {v4}:" in text.stdout
