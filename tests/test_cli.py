@@ -401,6 +401,22 @@ def test_untrusted_certificate_fails_with_exit_1(
 
 
 @needs_connection
+def test_an_unreadable_ca_file_is_bad_usage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.pem"
+    assert main(["127.0.0.1", "443", "--tls", "--cafile", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert f"--cafile {missing}" in captured.err
+    assert "FileNotFoundError" in captured.err
+    assert captured.out == ""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    assert main(["127.0.0.1", "443", "--tls", "--cafile", str(garbage)]) == 2
+    assert f"--cafile {garbage}" in capsys.readouterr().err
+
+
+@needs_connection
 def test_insecure_skips_certificate_verification(
     capsys: pytest.CaptureFixture[str], tls_server: tuple[int, Path]
 ) -> None:

@@ -566,7 +566,8 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
         err: Where the error message goes when the connection fails.
 
     Returns:
-        The exit status: 0 when connected, 1 when not.
+        The exit status: 0 when connected, 1 when not, 2 when the CA file of
+        ``--cafile`` cannot be used.
     """
     from .connection import open_connection  # type: ignore[import-not-found, unused-ignore]
     from .resolvers import concurrent_resolver
@@ -580,7 +581,11 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
         first_addr_family_count=args.interleave,
         getaddrinfo_async=getaddrinfo_in_daemon_thread,
     )
-    ssl_context = _client_ssl_context(args) if args.tls else None
+    try:
+        ssl_context = _client_ssl_context(args) if args.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        print(f"{PROG}: error: --cafile {args.cafile}: {format_error(exc)}", file=err)
+        return EXIT_USAGE
     if not args.json:
         delay = (
             "none (one at a time)" if math.isinf(args.delay) else f"{args.delay:g} s"
