@@ -6,7 +6,9 @@ The public names are re-exported here; each lives in a module of its own:
 (drop-in replacements for asyncio's connection functions).
 """
 
+from . import resolvers
 from .race import staggered_race
+from .resolvers import basic_resolver, concurrent_resolver
 from .trace import TraceEvent
 
 __version__ = "1.0.0"
@@ -14,5 +16,8 @@ __version__ = "1.0.0"
 __all__ = [
     "TraceEvent",
     "__version__",
+    "basic_resolver",
+    "concurrent_resolver",
+    "resolvers",
     "staggered_race",
 ]

@@ -1,38 +1,951 @@
-"""Host names to ordered streams of addresses.
+"""Host names to ordered, growing streams of addresses (RFC 8305 §3, §4, §6).
 
-Placeholder: one ``getaddrinfo`` call, interleaved by family. The concurrent
-RFC 8305 §3 resolver replaces it.
+A resolver turns ``(host, port)`` into the addresses the race tries, best
+first. It is a callable with ``getaddrinfo``'s arguments that returns an
+*async iterator* of getaddrinfo 5-tuples (the async_stagger 0.4 contract), so
+the race can start connecting to the first address while the resolver is
+still waiting for the rest.
+
+Why not one ``getaddrinfo`` call
+--------------------------------
+``getaddrinfo(host, port, AF_UNSPEC)`` asks for AAAA and A records and returns
+only when both have answered. If the AAAA answer is slow or lost (a broken
+IPv6 DNS path, a middlebox dropping AAAA queries), every connection waits for
+the resolver's timeout, seconds, although the IPv4 address was known after a
+few milliseconds. asyncio, aiohappyeyeballs and trio all wait like this.
+
+RFC 8305 §3 ("Hostname Resolution Query Handling") instead sends both queries
+at once, the AAAA query first, and
+
+* when the AAAA answer arrives first, starts connecting at once;
+* when the A answer arrives first, waits a short Resolution Delay (50 ms) for
+  the AAAA answer, then starts with the IPv4 addresses it has;
+* merges answers that arrive later into the list of addresses not yet tried
+  (§6, "Handling DNS Answer Changes"), never restarting anything;
+* treats one family failing as no error while the other has addresses.
+
+With only ``getaddrinfo`` available, "two queries" means two concurrent
+lookups, ``family=AF_INET6`` and ``family=AF_INET``: that is
+:func:`concurrent_resolver`, the default. :func:`basic_resolver` makes the
+single lookup the caller asked for.
+
+Order
+-----
+Each family's ``getaddrinfo`` answer is already sorted by the system, but the
+rules that choose between IPv6 and IPv4 never saw both lists, so the merged
+list is sorted here (RFC 8305 §4, RFC 6724 §6; see
+:mod:`async_stagger.address_order`) and then interleaved by family, so that a
+broken family costs one Connection Attempt Delay, not one per address. When
+a late answer arrives, only the addresses not yet handed out are re-sorted
+and re-interleaved; an address is never handed out twice.
+
+What never waits
+----------------
+IP literals (``"192.0.2.1"``, ``"2001:db8::1"``, ``"fe80::1%eth0"``) and
+``host=None`` need no name service: they are answered directly, without the
+executor, like asyncio's own fast path.
+
+Executor load
+-------------
+Two lookups per connection would double the work of the loop's default
+executor, where ``loop.getaddrinfo`` runs. Identical lookups that are in
+flight at the same time are therefore shared: a burst of connections to the
+same host costs two executor jobs, not two per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import math
 import socket
-from collections.abc import AsyncIterator
-from typing import Any
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, TypeAlias
 
-from .defaults import FIRST_ADDRESS_FAMILY_COUNT
+from .address_order import AddrInfo, interleave, sort_addresses
+from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
+from .trace import emit
 
-AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+__all__ = [
+    "AddrInfo",
+    "GetaddrinfoAsync",
+    "Host",
+    "Port",
+    "SortAddresses",
+    "basic_resolver",
+    "concurrent_resolver",
+]
+
+#: A host name, an IP literal, or ``None`` (the local host, or with
+#: ``AI_PASSIVE`` the wildcard address).
+Host: TypeAlias = str | bytes | None
+
+#: A port number, a numeric string, a service name (``"https"``) or ``None``.
+Port: TypeAlias = str | bytes | int | None
+
+#: An asynchronous ``getaddrinfo``: called as ``getaddrinfo_async(host, port,
+#: family=..., type=..., proto=..., flags=...)`` like ``loop.getaddrinfo``,
+#: it returns the list of 5-tuples. Plug in a DNS library here.
+GetaddrinfoAsync: TypeAlias = Callable[..., Awaitable[Sequence[AddrInfo]]]
+
+#: Orders a list of addresses, best first (see ``sort=``).
+SortAddresses: TypeAlias = Callable[[list[AddrInfo]], list[AddrInfo]]
 
 
-async def basic_resolver(
-    host: str | bytes | None,
-    port: str | bytes | int | None,
+# -- argument checks -----------------------------------------------------------
+
+
+def _check_host(host: object) -> None:
+    if host is not None and not isinstance(host, str | bytes):
+        raise TypeError(
+            f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
+        )
+
+
+def _check_port(port: object) -> None:
+    """Reject what ``socket.getaddrinfo`` would reject, but early and with
+    the value in the message. Out-of-range numbers are rejected where glibc
+    would silently wrap them (70000 becoming port 4464)."""
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int | str | bytes):
+        raise TypeError(
+            "port must be an int, a str, bytes or None,"
+            f" got {type(port).__name__} {port!r}"
+        )
+    if isinstance(port, int):
+        if not 0 <= port <= 65535:
+            raise OverflowError(f"port must be 0-65535, got {port!r}")
+        return
+    text = port.decode("ascii", "replace") if isinstance(port, bytes) else port
+    if text.isascii() and text.isdigit() and int(text) > 65535:
+        raise socket.gaierror(socket.EAI_SERVICE, f"port must be 0-65535, got {port!r}")
+
+
+def _check_lookup_arguments(
+    family: object, type: object, proto: object, flags: object
+) -> None:
+    for name, value in (
+        ("family", family),
+        ("type", type),
+        ("proto", proto),
+        ("flags", flags),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {_type_name(value)} {value!r}")
+    if family not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
+        # What getaddrinfo says about a family it cannot resolve for.
+        raise socket.gaierror(
+            socket.EAI_FAMILY,
+            f"family must be AF_UNSPEC, AF_INET or AF_INET6, got {family!r}",
+        )
+
+
+def _type_name(value: object) -> str:
+    return builtins.type(value).__name__
+
+
+def _check_first_addr_family_count(count: object) -> int:
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(
+            "first_addr_family_count must be an int,"
+            f" got {type(count).__name__} {count!r}"
+        )
+    if count < 1:
+        raise ValueError(f"first_addr_family_count must be at least 1, got {count!r}")
+    return count
+
+
+def _check_resolution_delay(delay: object) -> float:
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(
+            "resolution_delay must be a number of seconds,"
+            f" got {type(delay).__name__} {delay!r}"
+        )
+    if math.isnan(delay) or delay < 0:
+        raise ValueError(
+            f"resolution_delay must be a non-negative number of seconds, got {delay!r}"
+        )
+    return float(delay)
+
+
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, got {value!r}")
+
+
+def _sorter(sort: bool | SortAddresses) -> SortAddresses | None:
+    if sort is True:
+        return sort_addresses
+    if sort is False:
+        return None
+    if callable(sort):
+        return sort
+    raise TypeError(f"sort must be True, False or a callable, got {sort!r}")
+
+
+def _host_text(host: Host) -> str | None:
+    if isinstance(host, bytes):
+        return host.decode("ascii", "replace")
+    return host
+
+
+# -- the fast path: literals and host=None ---------------------------------------
+
+
+def _is_ip_literal(host: str) -> bool:
+    # A zone ("%eth0") follows only IPv6 literals; inet_pton rejects it.
+    address = host.partition("%")[0] if ":" in host else host
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
+
+
+def _answer_directly(
+    host: Host, port: Port, family: int, type: int, proto: int, flags: int
+) -> list[AddrInfo] | None:
+    """The addresses of an IP literal or of ``host=None``, or ``None`` when
+    *host* is a name that needs looking up.
+
+    ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
+    so calling it in the loop's thread is as quick as parsing the literal
+    ourselves, and it does the rest exactly as the system would: zone names
+    to scope ids, service names, a literal of the wrong family refused with
+    the usual ``gaierror``.
+    """
+    if host is not None:
+        text = _host_text(host)
+        assert text is not None
+        if not text.isascii() or not _is_ip_literal(text):
+            return None
+        flags |= socket.AI_NUMERICHOST
+    return list(socket.getaddrinfo(host, port, family, type, proto, flags))
+
+
+# -- sharing identical lookups ------------------------------------------------------
+
+
+class _SharedLookup:
+    """One ``loop.getaddrinfo`` call awaited by everybody who asked for the
+    same thing while it ran."""
+
+    __slots__ = ("key", "table", "task", "waiters")
+
+    def __init__(
+        self,
+        task: asyncio.Task[list[AddrInfo]],
+        table: dict[_LookupKey, _SharedLookup] | None,
+        key: _LookupKey,
+    ) -> None:
+        self.task = task
+        self.table = table
+        self.key = key
+        self.waiters = 0
+
+    def leave(self) -> asyncio.Task[list[AddrInfo]] | None:
+        """A waiter lost interest before the answer came. When it was the
+        last one, cancel the lookup and return its task, to be awaited: the
+        executor thread cannot be stopped, but nobody is left to hear its
+        answer, and no task may outlive its users."""
+        self.waiters -= 1
+        if self.waiters > 0 or self.task.done():
+            return None
+        if self.table is not None:
+            _forget(self.table, self.key, self)
+        self.task.cancel()
+        return self.task
+
+
+_LookupKey: TypeAlias = tuple[Host, Port, int, int, int, int]
+
+_in_flight: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[_LookupKey, _SharedLookup]
+] = weakref.WeakKeyDictionary()
+
+
+def _in_flight_table(
+    loop: asyncio.AbstractEventLoop,
+) -> dict[_LookupKey, _SharedLookup] | None:
+    try:
+        table = _in_flight.get(loop)
+        if table is None:
+            table = _in_flight[loop] = {}
+    except TypeError:  # a loop that cannot be weakly referenced: no sharing
+        return None
+    return table
+
+
+def _forget(
+    table: dict[_LookupKey, _SharedLookup], key: _LookupKey, shared: _SharedLookup
+) -> None:
+    if table.get(key) is shared:
+        del table[key]
+
+
+async def _loop_getaddrinfo(
+    loop: asyncio.AbstractEventLoop,
+    host: Host,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+) -> list[AddrInfo]:
+    return list(
+        await loop.getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
+    )
+
+
+def _join_shared_lookup(
+    loop: asyncio.AbstractEventLoop,
+    host: Host,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+) -> _SharedLookup:
+    """The lookup in flight for these arguments, started if there is none;
+    the caller counts as one more waiter."""
+    key: _LookupKey = (host, port, family, type, proto, flags)
+    table = _in_flight_table(loop)
+    shared = table.get(key) if table is not None else None
+    if shared is None:
+        task = loop.create_task(
+            _loop_getaddrinfo(loop, host, port, family, type, proto, flags)
+        )
+        shared = _SharedLookup(task, table, key)
+        if table is not None and not task.done():
+            table[key] = shared
+            task.add_done_callback(partial(_forget_on_done, table, key, shared))
+    shared.waiters += 1
+    return shared
+
+
+async def shared_getaddrinfo(
+    host: Host,
+    port: Port,
+    *,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[AddrInfo]:
+    """``loop.getaddrinfo``, sharing identical lookups that are in flight.
+
+    A caller asking for the same ``(host, port, family, type, proto,
+    flags)`` as a lookup still running waits for that lookup instead of
+    queueing another job in the executor. The lookup is cancelled only when
+    every caller waiting for it was cancelled. Finished lookups are not
+    remembered: this is no cache.
+
+    Args:
+        host: As for ``loop.getaddrinfo``.
+        port: As for ``loop.getaddrinfo``.
+        family: As for ``loop.getaddrinfo``.
+        type: As for ``loop.getaddrinfo``.
+        proto: As for ``loop.getaddrinfo``.
+        flags: As for ``loop.getaddrinfo``.
+
+    Returns:
+        A new list of getaddrinfo 5-tuples.
+
+    Raises:
+        OSError: whatever ``loop.getaddrinfo`` raised (``socket.gaierror``).
+
+    .. versionadded:: 1.0
+    """
+    loop = asyncio.get_running_loop()
+    shared = _join_shared_lookup(loop, host, port, family, type, proto, flags)
+    try:
+        return list(await asyncio.shield(shared.task))
+    except asyncio.CancelledError:
+        abandoned = shared.leave()
+        if abandoned is not None:
+            await _wait_until_done([abandoned])
+        raise
+
+
+def _forget_on_done(
+    table: dict[_LookupKey, _SharedLookup],
+    key: _LookupKey,
+    shared: _SharedLookup,
+    _: object,
+) -> None:
+    _forget(table, key, shared)
+
+
+async def _wait_until_done(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for *tasks* to finish, even if cancelled meanwhile (then re-raise
+    the cancellation at the end), and mark their exceptions retrieved."""
+    pending = [task for task in tasks if not task.done()]
+    cancelled: asyncio.CancelledError | None = None
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+        pending = [task for task in pending if not task.done()]
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+    if cancelled is not None:
+        raise cancelled
+
+
+# -- one lookup, with its trace events ----------------------------------------------
+
+
+async def _lookup(
+    getaddrinfo_async: GetaddrinfoAsync,
+    host: Host,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+) -> list[AddrInfo]:
+    host_text = _host_text(host)
+    address_family = socket.AddressFamily(family)
+    emit("resolution_started", host=host_text, family=address_family)
+    try:
+        infos = list(
+            await getaddrinfo_async(
+                host, port, family=family, type=type, proto=proto, flags=flags
+            )
+        )
+    except Exception as exc:
+        emit("resolution_failed", host=host_text, family=address_family, error=exc)
+        raise
+    emit(
+        "resolution_answered",
+        host=host_text,
+        family=address_family,
+        addresses=tuple(info[4] for info in infos),
+    )
+    return infos
+
+
+async def _call_lookup(
+    getaddrinfo_async: GetaddrinfoAsync,
+    host: Host,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+) -> list[AddrInfo]:
+    return list(
+        await getaddrinfo_async(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
+    )
+
+
+class _FamilyLookup:
+    """One family's lookup within one concurrent resolution.
+
+    No task of its own: it hangs a callback on the future doing the work
+    (the shared ``loop.getaddrinfo`` task, or a task running a custom
+    ``getaddrinfo_async``), records the outcome, reports it to the tracer and
+    nudges the resolution. Under a burst of connections that is the
+    difference between keeping up with asyncio's single lookup and not.
+    """
+
+    __slots__ = (
+        "_future",
+        "_notify",
+        "_shared",
+        "error",
+        "family",
+        "finished",
+        "host",
+        "infos",
+    )
+
+    def __init__(self, family: int, host: Host, notify: Callable[[], None]) -> None:
+        self.family = socket.AddressFamily(family)
+        self.host = host
+        self.finished = False
+        self.infos: list[AddrInfo] = []
+        self.error: Exception | None = None
+        self._notify = notify
+        self._future: asyncio.Future[list[AddrInfo]] | None = None
+        self._shared: _SharedLookup | None = None
+
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        getaddrinfo_async: GetaddrinfoAsync | None,
+        port: Port,
+        type: int,
+        proto: int,
+        flags: int,
+    ) -> None:
+        emit("resolution_started", host=_host_text(self.host), family=self.family)
+        future: asyncio.Future[list[AddrInfo]]
+        if getaddrinfo_async is None:
+            self._shared = _join_shared_lookup(
+                loop, self.host, port, self.family, type, proto, flags
+            )
+            future = self._shared.task
+        else:
+            future = loop.create_task(
+                _call_lookup(
+                    getaddrinfo_async, self.host, port, self.family, type, proto, flags
+                )
+            )
+        self._future = future
+        if future.done():  # an eager task factory, or an instant answer
+            self._finish(future)
+        else:
+            future.add_done_callback(self._finish)
+
+    def _finish(self, future: asyncio.Future[list[AddrInfo]]) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        host = _host_text(self.host)
+        if future.cancelled():
+            # Only a lookup that cancelled itself gets here.
+            self.error = OSError(f"the {self.family.name} lookup was cancelled")
+        else:
+            error = future.exception()
+            if error is None:
+                self.infos = future.result()
+            elif isinstance(error, Exception):
+                self.error = error
+            else:  # pragma: no cover - KeyboardInterrupt and friends
+                raise error
+        if self.error is None:
+            emit(
+                "resolution_answered",
+                host=host,
+                family=self.family,
+                addresses=tuple(info[4] for info in self.infos),
+            )
+        else:
+            emit("resolution_failed", host=host, family=self.family, error=self.error)
+        self._notify()
+
+    def abandon(self) -> asyncio.Future[Any] | None:
+        """Stop waiting for the answer; cancel the lookup unless somebody
+        else still waits for it. Returns the future to wait for until the
+        lookup has stopped, if any."""
+        future = self._future
+        if future is None:
+            return None
+        if self.finished:
+            return future  # done: waiting only marks its exception retrieved
+        self.finished = True
+        future.remove_done_callback(self._finish)
+        if self._shared is not None:
+            abandoned = self._shared.leave()
+            if abandoned is None and future.done() and not future.cancelled():
+                future.exception()  # answered; our callback never ran
+            return abandoned
+        future.cancel()
+        return future
+
+
+def _emit_direct_answer(host: Host, infos: list[AddrInfo]) -> None:
+    # No lookup happened, but the tracer should still see where the
+    # addresses came from; one event per family present.
+    families = dict.fromkeys(info[0] for info in infos)
+    for family in families:
+        emit(
+            "resolution_answered",
+            host=_host_text(host),
+            family=family,
+            addresses=tuple(info[4] for info in infos if info[0] == family),
+        )
+
+
+def _identity(info: AddrInfo) -> tuple[Any, ...]:
+    # The same address for the same socket type is a duplicate; the
+    # canonical name does not matter.
+    return (info[0], info[1], info[2], info[4])
+
+
+def _unique(infos: Iterable[AddrInfo], seen: set[tuple[Any, ...]]) -> list[AddrInfo]:
+    result = []
+    for info in infos:
+        identity = _identity(info)
+        if identity not in seen:
+            seen.add(identity)
+            result.append(info)
+    return result
+
+
+def _order(
+    infos: list[AddrInfo],
+    sorter: SortAddresses | None,
+    first_addr_family_count: int,
+    already_yielded: Sequence[int] = (),
+) -> list[AddrInfo]:
+    if sorter is not None:
+        infos = sorter(infos)
+    return interleave(infos, first_addr_family_count, already_yielded=already_yielded)
+
+
+def _no_addresses(host: Host) -> socket.gaierror:
+    return socket.gaierror(
+        socket.EAI_NONAME, f"no addresses found for host {_host_text(host)!r}"
+    )
+
+
+# -- basic_resolver --------------------------------------------------------------------
+
+
+def basic_resolver(
+    host: Host,
+    port: Port,
     *,
     family: int = 0,
     type: int = 0,
     proto: int = 0,
     flags: int = 0,
     first_addr_family_count: int = FIRST_ADDRESS_FAMILY_COUNT,
+    raise_exc_group: bool = False,
+    getaddrinfo_async: GetaddrinfoAsync | None = None,
+    sort: bool | SortAddresses = True,
 ) -> AsyncIterator[AddrInfo]:
-    """Resolve with one lookup and yield the addresses interleaved by family."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(
-        host, port, family=family, type=type, proto=proto, flags=flags
+    """Resolve with one lookup, then yield the addresses sorted and
+    interleaved by family.
+
+    This is what asyncio does, plus the RFC 6724 ordering and RFC 8305 §4
+    interleaving. A slow AAAA answer delays everything; prefer
+    :func:`concurrent_resolver` unless the name service answers both
+    families in one go anyway.
+
+    Arguments are checked when this is called; the lookup starts at the
+    first ``__anext__``.
+
+    Args:
+        host: Host name, IP literal, or ``None``. Literals and ``None`` are
+            answered without a lookup.
+        port: Port number, numeric string, service name, or ``None``.
+        family: ``AF_UNSPEC`` (0), ``AF_INET`` or ``AF_INET6``.
+        type: Socket type filter, as for ``getaddrinfo``.
+        proto: Protocol filter, as for ``getaddrinfo``.
+        flags: ``getaddrinfo`` flags.
+        first_addr_family_count: RFC 8305 "First Address Family Count": how
+            many addresses of the first family lead before the families
+            alternate.
+        raise_exc_group: Accepted for symmetry with
+            :func:`concurrent_resolver`; with one lookup the error is raised
+            as it is.
+        getaddrinfo_async: The asynchronous ``getaddrinfo`` to use; ``None``
+            means the running loop's ``loop.getaddrinfo`` (identical lookups
+            in flight are shared).
+        sort: ``True`` to order by RFC 6724
+            (:func:`~async_stagger.address_order.sort_addresses`), ``False``
+            to keep ``getaddrinfo``'s order, or a callable ordering a list
+            of 5-tuples (tests pass ``sort_addresses`` with a fixed
+            ``source_address``).
+
+    Returns:
+        An async iterator (an async generator, with ``aclose``) of
+        getaddrinfo 5-tuples ``(family, type, proto, canonname, sockaddr)``,
+        without duplicates.
+
+    Raises:
+        TypeError: an argument has the wrong type (raised by the call).
+        ValueError: *first_addr_family_count* is below 1 (raised by the
+            call).
+        OverflowError: *port* is an int outside 0-65535 (raised by the
+            call).
+        socket.gaierror: *port* is a numeric string outside 0-65535, or
+            *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
+            (raised by the call); or, during iteration, the lookup failed or found
+            nothing.
+
+    .. versionchanged:: 1.0
+       Sorts by RFC 6724, answers literals directly, drops duplicates,
+       validates its arguments; new ``getaddrinfo_async`` and ``sort``.
+    """
+    _check_host(host)
+    _check_port(port)
+    _check_lookup_arguments(family, type, proto, flags)
+    count = _check_first_addr_family_count(first_addr_family_count)
+    _check_callable("getaddrinfo_async", getaddrinfo_async)
+    sorter = _sorter(sort)
+    return _basic(
+        host,
+        port,
+        family,
+        type,
+        proto,
+        flags,
+        count,
+        getaddrinfo_async or shared_getaddrinfo,
+        sorter,
     )
-    for info in infos:
+
+
+async def _basic(
+    host: Host,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+    first_addr_family_count: int,
+    getaddrinfo_async: GetaddrinfoAsync,
+    sorter: SortAddresses | None,
+) -> AsyncIterator[AddrInfo]:
+    infos = _answer_directly(host, port, family, type, proto, flags)
+    if infos is not None:
+        _emit_direct_answer(host, infos)
+    else:
+        infos = await _lookup(getaddrinfo_async, host, port, family, type, proto, flags)
+    ordered = _order(_unique(infos, set()), sorter, first_addr_family_count)
+    if not ordered:
+        raise _no_addresses(host)
+    for info in ordered:
         yield info
 
 
-concurrent_resolver = basic_resolver
+# -- concurrent_resolver ---------------------------------------------------------------
+
+
+def concurrent_resolver(
+    host: Host,
+    port: Port,
+    *,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    resolution_delay: float = RESOLUTION_DELAY,
+    first_addr_family_count: int = FIRST_ADDRESS_FAMILY_COUNT,
+    raise_exc_group: bool = False,
+    getaddrinfo_async: GetaddrinfoAsync | None = None,
+    sort: bool | SortAddresses = True,
+) -> AsyncIterator[AddrInfo]:
+    """Resolve IPv6 and IPv4 concurrently and yield addresses as soon as
+    RFC 8305 §3 allows (the default resolver).
+
+    For ``family=AF_UNSPEC``, an ``AF_INET6`` and an ``AF_INET`` lookup start
+    together (IPv6 first). If IPv6 answers first, its addresses are yielded
+    at once. If IPv4 answers first, the resolver waits up to
+    *resolution_delay* for IPv6, then starts yielding what it has. Answers
+    that arrive later join the addresses not yet yielded, re-sorted and
+    re-interleaved (§6). One family failing is fine while the other has
+    addresses. With a specific *family*, this makes the one lookup asked
+    for, like :func:`basic_resolver`.
+
+    Closing the iterator early (``aclose()``, or cancelling a pending
+    ``__anext__``) cancels the lookups still running and waits for them.
+
+    Arguments are checked when this is called; the lookups start at the
+    first ``__anext__``.
+
+    Args:
+        host: Host name, IP literal, or ``None``. Literals and ``None`` are
+            answered without a lookup.
+        port: Port number, numeric string, service name, or ``None``.
+        family: ``AF_UNSPEC`` (0) for both families, or one family.
+        type: Socket type filter, as for ``getaddrinfo``.
+        proto: Protocol filter, as for ``getaddrinfo``.
+        flags: ``getaddrinfo`` flags.
+        resolution_delay: RFC 8305 "Resolution Delay": seconds to wait for
+            the IPv6 answer after the IPv4 answer came first.
+        first_addr_family_count: RFC 8305 "First Address Family Count": how
+            many addresses of the first family lead before the families
+            alternate.
+        raise_exc_group: When both lookups fail, raise an
+            ``ExceptionGroup`` of the two errors instead of one
+            ``socket.gaierror``.
+        getaddrinfo_async: The asynchronous ``getaddrinfo`` to use; ``None``
+            means the running loop's ``loop.getaddrinfo`` (identical lookups
+            in flight are shared).
+        sort: ``True`` to order by RFC 6724
+            (:func:`~async_stagger.address_order.sort_addresses`), ``False``
+            to keep each family's ``getaddrinfo`` order, or a callable
+            ordering a list of 5-tuples.
+
+    Returns:
+        An async iterator (an async generator, with ``aclose``) of
+        getaddrinfo 5-tuples ``(family, type, proto, canonname, sockaddr)``,
+        without duplicates.
+
+    Raises:
+        TypeError: an argument has the wrong type (raised by the call).
+        ValueError: *first_addr_family_count* is below 1 or
+            *resolution_delay* negative or NaN (raised by the call).
+        OverflowError: *port* is an int outside 0-65535 (raised by the
+            call).
+        socket.gaierror: *port* is a numeric string outside 0-65535, or
+            *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
+            (raised by the call); or, during iteration, both lookups failed or found
+            nothing: the message names the host and both causes.
+        ExceptionGroup: both lookups failed and *raise_exc_group* is true.
+
+    .. versionchanged:: 1.0
+       Waits for IPv6 only for the resolution delay, merges late answers,
+       sorts by RFC 6724, answers literals directly, drops duplicates,
+       validates its arguments; new ``getaddrinfo_async`` and ``sort``.
+    """
+    _check_host(host)
+    _check_port(port)
+    _check_lookup_arguments(family, type, proto, flags)
+    delay = _check_resolution_delay(resolution_delay)
+    count = _check_first_addr_family_count(first_addr_family_count)
+    _check_callable("getaddrinfo_async", getaddrinfo_async)
+    sorter = _sorter(sort)
+    if family != socket.AF_UNSPEC:
+        lookup = getaddrinfo_async or shared_getaddrinfo
+        return _basic(host, port, family, type, proto, flags, count, lookup, sorter)
+    return _concurrent(
+        host,
+        port,
+        type,
+        proto,
+        flags,
+        delay,
+        count,
+        raise_exc_group,
+        getaddrinfo_async,
+        sorter,
+    )
+
+
+def _both_failed(
+    host: Host,
+    errors: dict[int, BaseException | None],
+    raise_exc_group: bool,
+) -> BaseException:
+    causes: list[Exception] = []
+    parts = []
+    for family, name in ((socket.AF_INET6, "IPv6"), (socket.AF_INET, "IPv4")):
+        error = errors.get(family)
+        if error is None:
+            error = _no_addresses(host)
+        assert isinstance(error, Exception)
+        causes.append(error)
+        parts.append(f"{name}: {error}")
+    message = f"could not resolve {_host_text(host)!r}: " + "; ".join(parts)
+    if raise_exc_group:
+        return ExceptionGroup(message, causes)
+    codes = [c.errno for c in causes if isinstance(c, socket.gaierror)]
+    code = codes[0] if codes else socket.EAI_FAIL
+    return socket.gaierror(code, message)
+
+
+async def _concurrent(
+    host: Host,
+    port: Port,
+    type: int,
+    proto: int,
+    flags: int,
+    resolution_delay: float,
+    first_addr_family_count: int,
+    raise_exc_group: bool,
+    getaddrinfo_async: GetaddrinfoAsync | None,
+    sorter: SortAddresses | None,
+) -> AsyncIterator[AddrInfo]:
+    direct = _answer_directly(host, port, socket.AF_UNSPEC, type, proto, flags)
+    if direct is not None:
+        _emit_direct_answer(host, direct)
+        for info in _order(_unique(direct, set()), sorter, first_addr_family_count):
+            yield info
+        return
+
+    loop = asyncio.get_running_loop()
+    wake: asyncio.Future[None] | None = None
+
+    def notify() -> None:
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def wait(timeout: float | None = None) -> None:
+        """Until a lookup finishes (or *timeout* seconds pass)."""
+        nonlocal wake
+        wake = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, notify)
+        try:
+            await wake
+        finally:
+            wake = None
+            if timer is not None:
+                timer.cancel()
+
+    # RFC 8305 §3: both queries go out together, the AAAA query first.
+    ipv6 = _FamilyLookup(socket.AF_INET6, host, notify)
+    ipv4 = _FamilyLookup(socket.AF_INET, host, notify)
+    lookups = (ipv6, ipv4)
+    try:
+        for lookup in lookups:
+            lookup.start(loop, getaddrinfo_async, port, type, proto, flags)
+
+        # Phase 1, RFC 8305 §3: wait for the first answer worth starting
+        # with. IPv6 addresses go at once; IPv4 addresses wait up to the
+        # Resolution Delay for IPv6; a failure or an empty answer waits for
+        # the other family.
+        ipv4_answered_at: float | None = None
+        while not (ipv6.infos or (ipv6.finished and ipv4.finished)):
+            if ipv4.infos:
+                if ipv4_answered_at is None:
+                    ipv4_answered_at = loop.time()
+                remaining = ipv4_answered_at + resolution_delay - loop.time()
+                if remaining <= 0:
+                    break  # RFC 8305 §3: stop waiting for AAAA
+                await wait(remaining if math.isfinite(remaining) else None)
+            else:
+                await wait()
+
+        # Phase 2: hand out addresses one at a time. A lookup finishing
+        # meanwhile (RFC 8305 §6) re-sorts and re-interleaves what is left;
+        # what was handed out stays handed out.
+        seen: set[tuple[Any, ...]] = set()
+        handed_out: list[int] = []  # families, in order
+        merged: set[int] = set()  # families whose answer is in the list
+
+        # Addresses known but not handed out, each family in its own
+        # getaddrinfo order, families in the order they answered: the
+        # "original order" of RFC 6724 rule 10.
+        not_tried: list[AddrInfo] = []
+
+        def reorder() -> list[AddrInfo]:
+            for lookup in lookups:
+                if lookup.finished and lookup.family not in merged:
+                    merged.add(lookup.family)
+                    not_tried.extend(_unique(lookup.infos, seen))
+            return _order(not_tried, sorter, first_addr_family_count, handed_out)
+
+        tail = reorder()
+        while True:
+            if any(
+                lookup.finished and lookup.family not in merged for lookup in lookups
+            ):
+                tail = reorder()
+            if tail:
+                info = tail.pop(0)
+                not_tried.remove(info)
+                handed_out.append(info[0])
+                yield info
+                continue
+            if ipv6.finished and ipv4.finished:
+                break
+            await wait()
+
+        if not handed_out:
+            raise _both_failed(
+                host,
+                {lookup.family: lookup.error for lookup in lookups},
+                raise_exc_group,
+            )
+    finally:
+        # Closed early (the race was won), cancelled, or done: no lookup may
+        # outlive the iterator, and none may leave an exception unretrieved.
+        stopping = [lookup.abandon() for lookup in lookups]
+        await _wait_until_done([future for future in stopping if future is not None])
