@@ -376,7 +376,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO) -> int:
             " getaddrinfo_async.",
         )
         stagger_timeline = Timeline(out, indent="  ")
-        resolver = functools.partial(  # type: ignore[call-arg, unused-ignore]
+        resolver = functools.partial(
             concurrent_resolver, getaddrinfo_async=host.getaddrinfo
         )
         stagger_timeline.start(loop.time())

@@ -575,7 +575,7 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
     loop = asyncio.get_running_loop()
     timeline = Timeline(out, json_lines=args.json)
     family = {None: 0, "4": socket.AF_INET, "6": socket.AF_INET6}[args.family]
-    resolver = functools.partial(  # type: ignore[call-arg, unused-ignore]
+    resolver = functools.partial(
         concurrent_resolver,
         resolution_delay=args.resolution_delay,
         first_addr_family_count=args.interleave,
