@@ -36,18 +36,6 @@ from async_stagger.cli import (
 )
 from async_stagger.trace import EventKind, TraceEvent
 
-try:
-    import async_stagger.connection  # noqa: F401
-except ImportError:  # pragma: no cover - until the connection module is merged
-    HAS_CONNECTION = False
-else:
-    HAS_CONNECTION = True
-
-# Temporary, until async_stagger.connection is on main: remove afterwards.
-needs_connection = pytest.mark.skipif(
-    not HAS_CONNECTION, reason="async_stagger.connection is not merged yet"
-)
-
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 
@@ -203,7 +191,6 @@ def test_local_addresses_become_socket_addresses_with_any_port() -> None:
 # -- connecting -----------------------------------------------------------------
 
 
-@needs_connection
 def test_success_prints_the_timeline_and_exits_0(
     capsys: pytest.CaptureFixture[str], listener: int
 ) -> None:
@@ -221,7 +208,6 @@ def test_success_prints_the_timeline_and_exits_0(
     assert captured.out.startswith(f"connecting to 127.0.0.1 port {listener}")
 
 
-@needs_connection
 def test_refused_port_exits_1_with_the_error(
     capsys: pytest.CaptureFixture[str], refused_port: int
 ) -> None:
@@ -235,7 +221,6 @@ def test_refused_port_exits_1_with_the_error(
     assert texts[-1].startswith("=> not connected")
 
 
-@needs_connection
 def test_json_lines_carry_the_event_fields(
     capsys: pytest.CaptureFixture[str], listener: int
 ) -> None:
@@ -260,7 +245,6 @@ def test_json_lines_carry_the_event_fields(
     assert all(at >= 0 for at in times)
 
 
-@needs_connection
 def test_json_failure_reports_the_error_with_its_errno(
     capsys: pytest.CaptureFixture[str], refused_port: int
 ) -> None:
@@ -276,7 +260,6 @@ def test_json_failure_reports_the_error_with_its_errno(
     assert "ConnectionRefusedError" in captured.err
 
 
-@needs_connection
 def test_family_restricts_the_addresses_used(
     capsys: pytest.CaptureFixture[str], listener: int
 ) -> None:
@@ -290,7 +273,6 @@ def test_family_restricts_the_addresses_used(
     assert "could not connect to 127.0.0.1" in captured.err
 
 
-@needs_connection
 def test_local_address_is_shown_and_used(
     capsys: pytest.CaptureFixture[str], listener: int
 ) -> None:
@@ -301,7 +283,6 @@ def test_local_address_is_shown_and_used(
     assert re.match(r"=> connected to .* from 127\.0\.0\.5:\d+$", texts[-1])
 
 
-@needs_connection
 def test_timeout_gives_up_on_a_blackholed_address_and_exits_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -317,7 +298,6 @@ def test_timeout_gives_up_on_a_blackholed_address_and_exits_1(
     assert f"attempt #0 to {ip}:{port} started" in texts
 
 
-@needs_connection
 def test_exit_statuses_of_the_real_command(refused_port: int, listener: int) -> None:
     ok = run_cli("127.0.0.1", str(listener))
     assert ok.returncode == 0, ok.stderr
@@ -373,7 +353,6 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         server.close()
 
 
-@needs_connection
 def test_tls_handshake_runs_on_the_winner(
     capsys: pytest.CaptureFixture[str], tls_server: tuple[int, Path]
 ) -> None:
@@ -386,7 +365,6 @@ def test_tls_handshake_runs_on_the_winner(
     )
 
 
-@needs_connection
 def test_untrusted_certificate_fails_with_exit_1(
     capsys: pytest.CaptureFixture[str], tls_server: tuple[int, Path]
 ) -> None:
@@ -400,7 +378,6 @@ def test_untrusted_certificate_fails_with_exit_1(
     )
 
 
-@needs_connection
 def test_an_unreadable_ca_file_is_bad_usage(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -416,7 +393,6 @@ def test_an_unreadable_ca_file_is_bad_usage(
     assert f"--cafile {garbage}" in capsys.readouterr().err
 
 
-@needs_connection
 def test_insecure_skips_certificate_verification(
     capsys: pytest.CaptureFixture[str], tls_server: tuple[int, Path]
 ) -> None:
@@ -433,7 +409,6 @@ def test_insecure_skips_certificate_verification(
 # -- the demo -------------------------------------------------------------------
 
 
-@needs_connection
 def test_demo_prints_both_timelines_and_the_speed_up() -> None:
     result = run_cli("demo", "--timeout", "0.5", "--delay", "0.1")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -461,7 +436,6 @@ def test_demo_prints_both_timelines_and_the_speed_up() -> None:
     assert theirs >= 500
 
 
-@needs_connection
 def test_demo_explains_a_loopback_it_cannot_blackhole(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -571,7 +545,6 @@ with socket.create_server((v4, 0)) as server4:
 """
 
 
-@needs_connection
 def test_tracer_shows_ipv4_winning_while_the_aaaa_answer_is_late(netns: Any) -> None:
     """glibc's getaddrinfo, a DNS server holding back AAAA for 2 s: the
     timeline shows the A answer, the IPv4 attempt winning long before the

@@ -317,23 +317,12 @@ def run_block(block: CodeBlock) -> dict[str, Any]:
     return namespace
 
 
-try:
-    import async_stagger.connection  # noqa: F401
-except ImportError:  # pragma: no cover - until the connection module is merged
-    HAS_CONNECTION = False
-else:
-    HAS_CONNECTION = True
-
-
 @pytest.mark.parametrize(
     "block",
     [block for block in PYTHON_BLOCKS if block.not_tested is None],
     ids=lambda block: block.name,
 )
 def test_python_example_runs(block: CodeBlock, internet: StandInInternet) -> None:
-    # Temporary, until async_stagger.connection is on main: remove afterwards.
-    if not HAS_CONNECTION and re.search(r"_connection|connected_sock", block.code):
-        pytest.skip("async_stagger.connection is not merged yet")
     run_block(block)
 
 

@@ -7,6 +7,7 @@ The public names are re-exported here; each lives in a module of its own:
 """
 
 from . import resolvers
+from .connection import create_connected_sock, create_connection, open_connection
 from .race import staggered_race
 from .resolvers import basic_resolver, concurrent_resolver
 from .trace import TraceEvent
@@ -18,6 +19,9 @@ __all__ = [
     "__version__",
     "basic_resolver",
     "concurrent_resolver",
+    "create_connected_sock",
+    "create_connection",
+    "open_connection",
     "resolvers",
     "staggered_race",
 ]

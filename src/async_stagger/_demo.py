@@ -46,6 +46,8 @@ from typing import Any, TextIO
 
 from . import defaults
 from .cli import PROG, Timeline, _positive_seconds, format_address, format_error
+from .connection import open_connection
+from .resolvers import concurrent_resolver
 from .trace import emit, tracing
 
 #: The made-up host name (``.test`` is reserved for testing, RFC 2606).
@@ -303,8 +305,6 @@ async def run_demo(args: argparse.Namespace, out: TextIO) -> int:
     Returns:
         0 when both strategies connected through the working address, else 1.
     """
-    from .connection import open_connection  # type: ignore[import-not-found, unused-ignore]
-    from .resolvers import concurrent_resolver
 
     loop = asyncio.get_running_loop()
     stack = contextlib.ExitStack()

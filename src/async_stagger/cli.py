@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__, defaults
+from .connection import open_connection
+from .resolvers import concurrent_resolver
 from .trace import TraceEvent
 
 __all__ = [
@@ -569,8 +571,6 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
         The exit status: 0 when connected, 1 when not, 2 when the CA file of
         ``--cafile`` cannot be used.
     """
-    from .connection import open_connection  # type: ignore[import-not-found, unused-ignore]
-    from .resolvers import concurrent_resolver
 
     loop = asyncio.get_running_loop()
     timeline = Timeline(out, json_lines=args.json)
