@@ -543,28 +543,69 @@ async def test_timeout_around_the_race_keeps_cancel_bookkeeping_intact():
 
 async def test_cancel_during_loser_cleanup_still_waits_for_losers():
     loser_done = []
+    cleaning = asyncio.Event()
+
+    async def win() -> str:
+        await asyncio.sleep(0.001)
+        return "won"
 
     async def stubborn_cleanup() -> None:
         try:
             await asyncio.sleep(3600)
         finally:
+            cleaning.set()
             # Cleanup takes a few iterations.
             for _ in range(3):
                 await asyncio.sleep(0)
             loser_done.append(True)
 
-    async def win() -> str:
-        await asyncio.sleep(0)
-        return "won"
-
-    race = asyncio.ensure_future(staggered_race([stubborn_cleanup, win], 0))
-    # Let the winner win, then cancel while the loser cleans up.
-    for _ in range(3):
-        await asyncio.sleep(0)
+    # The loser is attempt 1: attempt 0 runs in the race's own task, where a
+    # second cancel of that task reaches it like any awaited code.
+    race = asyncio.ensure_future(staggered_race([win, stubborn_cleanup], 0))
+    await cleaning.wait()
     race.cancel()
     with pytest.raises(asyncio.CancelledError):
         await race
     assert loser_done == [True]
+
+
+@virtual_clock
+async def test_late_winner_leaves_no_cancel_request_on_the_caller():
+    # Attempt 0 runs in the caller's task; when attempt 1 wins, attempt 0 is
+    # interrupted there, and that cancel request must be taken back.
+    script = Script([("ok", 5.0), ("ok", 0.1)])
+    async with asyncio.timeout(10):
+        result, index, exceptions, _ = await staggered_race(script.factories(), 0.25)
+    assert (result, index) == ("result 1", 1)
+    assert kinds(exceptions) == ["cancelled", "won"]
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.sleep(0)  # no stray CancelledError is pending
+
+
+async def test_outside_cancel_coinciding_with_a_late_winner_still_cancels():
+    loop = asyncio.get_running_loop()
+    gate = loop.create_future()
+
+    async def first() -> str:
+        await asyncio.sleep(3600)
+        return "never"
+
+    async def second() -> str:
+        return await gate
+
+    race = asyncio.ensure_future(staggered_race([first, second], 0))
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+    def win_and_cancel() -> None:
+        gate.set_result("second")
+        race.cancel("from outside")
+
+    loop.call_soon(win_and_cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await race
 
 
 def _cancel_scenario() -> tuple[Script, Callable[[], AsyncIterator[Any]], list[str]]:

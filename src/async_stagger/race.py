@@ -27,6 +27,12 @@ feeds addresses that arrive late this way, RFC 8305 §6).
   closes an async iterable (``aclose``) on every exit, so nothing it started
   outlives it.
 
+Attempt 0 runs directly in the task that awaits the race; later attempts run
+in tasks of their own, started only when the delay runs out or attempt 0
+fails. The common case, where the first attempt wins, so costs no task and
+no extra loop iteration. (Attempt 0 thus shares the caller's task, its
+context variables and its cancellations, like any awaited coroutine.)
+
 Cancelling the task awaiting the race cancels every attempt, waits for them,
 closes the iterable and re-raises the ``CancelledError``; the cancel request is
 not consumed, so ``asyncio.timeout`` around the race works as usual.
@@ -64,6 +70,7 @@ RaceResult: TypeAlias = tuple[
 ]
 
 _NOT_FINISHED: Any = object()
+_EXHAUSTED: Any = object()
 
 # asyncio.Task(..., eager_start=True) exists from Python 3.12 on.
 _EAGER_START = sys.version_info >= (3, 12)
@@ -96,16 +103,22 @@ class _Race(Generic[T]):
     is touched only from the event loop's thread."""
 
     __slots__ = (
+        "asynchronous",
+        "cancelled_inline",
         "delay",
+        "driver",
         "eager",
         "exceptions",
         "exhausted",
+        "inline_running",
+        "inline_task",
         "iter_exc",
         "last_started",
         "loop",
         "next_due",
         "next_due_at",
         "running",
+        "source",
         "tasks",
         "timer",
         "wake",
@@ -133,6 +146,14 @@ class _Race(Generic[T]):
         self.wake: asyncio.Future[None] | None = None
         # A loop with a task factory of its own gets its tasks from it.
         self.eager = _EAGER_START and loop.get_task_factory() is None
+        # Attempt 0 runs in the caller's own task (see run()); while it does,
+        # later attempts are started by a driver task of their own.
+        self.source: Any = None
+        self.asynchronous = False
+        self.inline_task: asyncio.Task[Any] | None = None
+        self.inline_running = False
+        self.cancelled_inline = False
+        self.driver: asyncio.Task[None] | None = None
 
     # -- signals from attempts and timers -------------------------------------
 
@@ -145,7 +166,19 @@ class _Race(Generic[T]):
         self.timer = None
         self.next_due_at = None
         self.next_due = True
-        self._wake()
+        if self.inline_running and self.driver is None:
+            self._spawn_driver()
+        else:
+            self._wake()
+
+    def _spawn_driver(self) -> None:
+        """Attempt 0 is still busy in the caller's task: start later
+        attempts from a task of their own."""
+        if self.asynchronous:
+            drive = self.drive_async(self.source)
+        else:
+            drive = self.drive_sync(self.source)
+        self.driver = self.loop.create_task(drive)
 
     def _wake_on_done(self, _: object) -> None:
         self._wake()
@@ -195,6 +228,13 @@ class _Race(Generic[T]):
         for other in tasks:
             if not other.done():
                 other.cancel()
+        if self.inline_running and index != 0:
+            # Attempt 0 lost while running in the caller's task: interrupt
+            # it there. run() takes this cancel request back (uncancel) once
+            # attempt 0 has stopped, as asyncio.timeout does with its own.
+            self.cancelled_inline = True
+            assert self.inline_task is not None
+            self.inline_task.cancel()
         self._wake()
 
     # -- the driver ----------------------------------------------------------
@@ -243,6 +283,81 @@ class _Race(Generic[T]):
             await wake
         finally:
             self.wake = None
+
+    async def run(self, source: Any, asynchronous: bool) -> None:
+        """Run the race: the first attempt in this task, the rest as needed.
+
+        The common case is that the first attempt wins (one address, or the
+        first one works). Running it directly in the caller's task, with no
+        task or wake-up future of its own, keeps that case as cheap as
+        awaiting the attempt alone; later attempts get tasks only when the
+        delay runs out or the first attempt fails.
+        """
+        self.source = source
+        self.asynchronous = asynchronous
+        me = asyncio.current_task()
+        first = await self._pull_first()
+        if first is _EXHAUSTED:
+            return
+        if me is None:  # pragma: no cover - awaited outside any task
+            self._start(first)
+        else:
+            await self._run_first(me, first)
+        if self.driver is not None:
+            await self.driver
+        elif self.winner_index is None:
+            if asynchronous:
+                await self.drive_async(source)
+            else:
+                await self.drive_sync(source)
+
+    async def _pull_first(self) -> Any:
+        try:
+            if self.asynchronous:
+                return await self.source.__anext__()
+            return next(self.source)
+        except (StopIteration, StopAsyncIteration):
+            pass
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being cancelled, not the source
+            self.iter_exc = exc
+        self.exhausted = True
+        return _EXHAUSTED
+
+    async def _run_first(self, me: asyncio.Task[Any], factory: object) -> None:
+        self.exceptions.append(_NOT_FINISHED)
+        self.last_started = 0
+        self.running = 1
+        self.next_due = False
+        delay = self.delay
+        if delay is not None:
+            if delay > 0:
+                self.timer = self.loop.call_later(delay, self._delay_elapsed)
+            else:
+                # delay=0: everything starts at once, so later attempts must
+                # not wait for this one.
+                self.next_due = True
+                self._spawn_driver()
+        cancel_requests = me.cancelling()
+        self.inline_task = me
+        self.inline_running = True
+        try:
+            await self._attempt(0, factory)
+        finally:
+            self.inline_running = False
+            if self.cancelled_inline:
+                self.cancelled_inline = False
+                me.uncancel()
+        if me.cancelling() > cancel_requests:
+            # Somebody else cancelled us while attempt 0 ran here; the
+            # attempt took the CancelledError, pass it on.
+            outcome = self.exceptions[0]
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            raise asyncio.CancelledError()
 
     async def drive_sync(self, iterator: Iterator[Callable[[], Awaitable[T]]]) -> None:
         while self.winner_index is None:
@@ -322,6 +437,9 @@ class _Race(Generic[T]):
             self.timer.cancel()
             self.timer = None
         cancelled: asyncio.CancelledError | None = None
+        if self.driver is not None and not self.driver.done():
+            self.driver.cancel()
+            self.tasks.append(self.driver)
         pending = [task for task in self.tasks if not task.done()]
         for task in pending:
             # Cancel each task once: a second cancel() would interrupt the
@@ -383,6 +501,10 @@ async def staggered_race(
         awaitable, counts as a started attempt that failed with
         ``TypeError``.
 
+        Attempt 0 runs in the calling task itself (later ones in tasks of
+        their own), so it sees the caller's ``asyncio.current_task()`` and
+        context variables.
+
         If the task running the race is cancelled after the winner is known
         but before the losers have finished, the winner's result is
         discarded: callers racing for resources (sockets) should keep track
@@ -401,22 +523,20 @@ async def staggered_race(
     checked_delay = _check_delay(delay)
     loop = asyncio.get_running_loop()
     race: _Race[T] = _Race(loop, checked_delay)
-    source: object
-    if hasattr(type(coro_fns), "__aiter__"):
+    source: Any
+    asynchronous = hasattr(type(coro_fns), "__aiter__")
+    if asynchronous:
         source = coro_fns.__aiter__()  # type: ignore[union-attr]
-        drive = race.drive_async(source)
     else:
         try:
-            iterator = iter(coro_fns)  # type: ignore[arg-type]
+            source = iter(coro_fns)  # type: ignore[arg-type]
         except TypeError:
             raise TypeError(
                 "coro_fns must be an iterable or async iterable of callables,"
                 f" got {type(coro_fns).__name__}"
             ) from None
-        source = None
-        drive = race.drive_sync(iterator)
     try:
-        await drive
+        await race.run(source, asynchronous)
     finally:
-        await race.finish(source)
+        await race.finish(source if asynchronous else None)
     return race.winner_result, race.winner_index, race.exceptions, race.iter_exc
