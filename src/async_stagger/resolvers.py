@@ -66,7 +66,7 @@ from typing import Any, TypeAlias
 
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
-from .trace import emit
+from .trace import emit, tracing_active
 
 __all__ = [
     "AddrInfo",
@@ -559,6 +559,8 @@ class _FamilyLookup:
 def _emit_direct_answer(host: Host, infos: list[AddrInfo]) -> None:
     # No lookup happened, but the tracer should still see where the
     # addresses came from; one event per family present.
+    if not tracing_active():
+        return  # the common case: build nothing
     families = dict.fromkeys(info[0] for info in infos)
     for family in families:
         emit(
@@ -591,6 +593,8 @@ def _order(
     first_addr_family_count: int,
     already_yielded: Sequence[int] = (),
 ) -> list[AddrInfo]:
+    if len(infos) <= 1 and not already_yielded:
+        return list(infos)  # nothing to order (an IP literal, typically)
     if sorter is not None:
         infos = sorter(infos)
     return interleave(infos, first_addr_family_count, already_yielded=already_yielded)

@@ -20,7 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["EventKind", "TraceCallback", "TraceEvent", "emit", "tracing"]
+__all__ = [
+    "EventKind",
+    "TraceCallback",
+    "TraceEvent",
+    "emit",
+    "tracing",
+    "tracing_active",
+]
 
 #: What happened. In the order they usually occur:
 #:
@@ -97,6 +104,11 @@ def emit(kind: EventKind, **fields: Any) -> None:
     if callback is not None:
         time = asyncio.get_running_loop().time()
         callback(TraceEvent(kind, time, **fields))
+
+
+def tracing_active() -> bool:
+    """Whether a trace callback is listening (so an event is worth building)."""
+    return _current_trace.get() is not None
 
 
 @contextmanager
