@@ -1,0 +1,720 @@
+"""The command line: ``python -m async_stagger``.
+
+``python -m async_stagger HOST PORT`` connects with Happy Eyeballs and prints
+the race as it happens, from the :mod:`async_stagger.trace` events: when each
+address family's lookup answered and with what, when each connection attempt
+started, how each one ended, which one won and how long it all took. It is
+meant for diagnosing dual-stack trouble, the way ``curl -v`` is used for HTTP.
+``--json`` prints the same events as JSON lines instead.
+
+``python -m async_stagger demo`` needs no network: it shows, on loopback, what
+Happy Eyeballs gains over a sequential connect when a host's first address is
+blackholed (see :mod:`async_stagger._demo`).
+
+Exit status: 0 when connected, 1 when the connection failed, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import json
+import math
+import os
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from . import __version__, defaults
+from .connection import open_connection
+from .resolvers import concurrent_resolver
+from .trace import TraceEvent
+
+__all__ = [
+    "Timeline",
+    "build_parser",
+    "format_address",
+    "format_error",
+    "getaddrinfo_in_daemon_thread",
+    "main",
+    "trace_connection",
+]
+
+PROG = "python -m async_stagger"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_FAMILY_NAMES: dict[int, str] = {
+    socket.AF_INET: "IPv4 (A)",
+    socket.AF_INET6: "IPv6 (AAAA)",
+}
+
+
+# -- formatting ----------------------------------------------------------------
+
+
+def format_address(address: Sequence[Any] | None) -> str:
+    """Render a socket address the way URLs write it.
+
+    Args:
+        address: A socket address tuple: ``(host, port)`` for IPv4,
+            ``(host, port, flowinfo, scope_id)`` for IPv6, or ``None``.
+
+    Returns:
+        ``"192.0.2.1:443"``, ``"[2001:db8::1]:443"`` (with ``%scope`` when the
+        scope id is set), or ``"?"`` for ``None``.
+    """
+    if not address:
+        return "?"
+    host = str(address[0])
+    if len(address) < 2:
+        return host
+    port = address[1]
+    if ":" in host:
+        if len(address) >= 4 and address[3] and "%" not in host:
+            host = f"{host}%{address[3]}"
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def format_error(error: BaseException | None) -> str:
+    """Render an exception as ``"TypeName: message"`` (just the type name when
+    the message is empty).
+
+    Args:
+        error: The exception, or ``None``.
+
+    Returns:
+        The one-line description; ``"unknown error"`` for ``None``.
+    """
+    if error is None:
+        return "unknown error"
+    if isinstance(error, BaseExceptionGroup):
+        parts = "; ".join(format_error(inner) for inner in error.exceptions)
+        return f"{type(error).__name__}: {error.message} ({parts})"
+    message = str(error)
+    name = type(error).__name__
+    return f"{name}: {message}" if message else name
+
+
+def _family_name(family: int | None) -> str:
+    if not family:
+        return "any family (AF_UNSPEC)"
+    return _FAMILY_NAMES.get(family, f"family {family}")
+
+
+def _hosts(addresses: Sequence[Sequence[Any]] | None) -> str:
+    """The host parts of a lookup's answer, in order."""
+    if not addresses:
+        return "no addresses"
+    return ", ".join(str(address[0]) for address in addresses)
+
+
+def _error_json(error: BaseException) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    errno = getattr(error, "errno", None)
+    if isinstance(errno, int):
+        data["errno"] = errno
+    return data
+
+
+class Timeline:
+    """A trace callback that prints each event as one line, as it happens.
+
+    Times are shown relative to :meth:`start`, in milliseconds (text) or
+    seconds (JSON). Pass an instance as ``trace=`` to the connection
+    functions.
+
+    Args:
+        out: Where to write the lines.
+        json_lines: Write one JSON object per event instead of text.
+        indent: A prefix for every text line.
+    """
+
+    def __init__(
+        self, out: TextIO, *, json_lines: bool = False, indent: str = ""
+    ) -> None:
+        self.out = out
+        self.json_lines = json_lines
+        self.indent = indent
+        self.origin: float | None = None
+        self.events: list[TraceEvent] = []
+        #: True once writing failed (e.g. the reading end of a pipe closed).
+        self.output_lost = False
+        # Attempt events after "started" may omit the address: remember it.
+        self._attempt_addresses: dict[int, tuple[Any, ...]] = {}
+
+    def start(self, now: float) -> None:
+        """Set time zero: the loop's clock (``loop.time()``) when the
+        connection began."""
+        self.origin = now
+
+    def elapsed(self, now: float) -> float:
+        """Seconds from time zero to *now* (a ``loop.time()`` value)."""
+        return now - (self.origin if self.origin is not None else now)
+
+    def __call__(self, event: TraceEvent) -> None:
+        """Record and print one event."""
+        if self.origin is None:
+            self.origin = event.time
+        self.events.append(event)
+        if event.index is not None and event.address is not None:
+            self._attempt_addresses.setdefault(event.index, event.address)
+        if self.json_lines:
+            self.write_json(self.event_json(event))
+        else:
+            self.write_line(self.elapsed(event.time), self.describe(event))
+
+    def write_line(self, elapsed: float, text: str) -> None:
+        """Print one text line stamped *elapsed* seconds after time zero."""
+        self.write(f"{self.indent}{elapsed * 1000:9.1f} ms  {text}")
+
+    def write_json(self, data: dict[str, Any]) -> None:
+        """Print one JSON object on a line of its own."""
+        self.write(json.dumps(data))
+
+    def write(self, line: str) -> None:
+        """Print *line* as it is.
+
+        Never raises: a trace callback must not raise into the connection it
+        observes, so when the output goes away (a closed pipe), printing
+        stops instead.
+        """
+        if self.output_lost:
+            return
+        try:
+            print(line, file=self.out)
+            self.out.flush()
+        except (OSError, ValueError):
+            self.output_lost = True
+
+    def event_json(self, event: TraceEvent) -> dict[str, Any]:
+        """The JSON form of *event*: its fields that are set, with ``time`` in
+        seconds since time zero, families by name, errors as objects with
+        ``type``, ``message`` and (for ``OSError``) ``errno``."""
+        data: dict[str, Any] = {
+            "kind": event.kind,
+            "time": round(self.elapsed(event.time), 6),
+        }
+        if event.host is not None:
+            data["host"] = event.host
+        if event.family is not None:
+            data["family"] = socket.AddressFamily(event.family).name
+        if event.index is not None:
+            data["index"] = event.index
+        address = event.address
+        if address is None and event.index is not None:
+            address = self._attempt_addresses.get(event.index)
+        if address is not None:
+            data["address"] = list(address)
+        if event.local_address is not None:
+            data["local_address"] = list(event.local_address)
+        if event.addresses is not None:
+            data["addresses"] = [list(a) for a in event.addresses]
+        if event.error is not None:
+            data["error"] = _error_json(event.error)
+        return data
+
+    def describe(self, event: TraceEvent) -> str:
+        """One human-readable line for *event*, without the time stamp."""
+        kind = event.kind
+        family = _family_name(event.family)
+        if kind == "resolution_started":
+            return f"lookup {family} started for {event.host}"
+        if kind == "resolution_answered":
+            return f"lookup {family} answered: {_hosts(event.addresses)}"
+        if kind == "resolution_failed":
+            return f"lookup {family} failed: {format_error(event.error)}"
+        address = event.address
+        if address is None and event.index is not None:
+            address = self._attempt_addresses.get(event.index)
+        attempt = f"attempt #{event.index} to {format_address(address)}"
+        if kind == "attempt_started":
+            if event.local_address is not None:
+                local = format_address(event.local_address)
+                return f"{attempt} started (from {local})"
+            return f"{attempt} started"
+        if kind == "attempt_failed":
+            return f"{attempt} failed: {format_error(event.error)}"
+        if kind == "attempt_cancelled":
+            return f"{attempt} cancelled"
+        if kind == "attempt_succeeded":
+            return f"{attempt} connected: the winner"
+        if kind == "tls_started":
+            return "TLS handshake started"
+        if kind == "tls_succeeded":
+            return "TLS handshake done"
+        if kind == "tls_failed":
+            return f"TLS handshake failed: {format_error(event.error)}"
+        if kind == "connection_failed":
+            if isinstance(event.error, asyncio.CancelledError):
+                return "connection cancelled"
+            return f"connection failed: {format_error(event.error)}"
+        return str(kind)
+
+
+# -- argument parsing ----------------------------------------------------------
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, got {text!r}"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number of seconds >= 0, got {text!r}"
+        )
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _non_negative_seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds > 0, got {text!r}"
+        )
+    return value
+
+
+def _attempt_delay(text: str) -> float:
+    if text.lower() in ("none", "inf"):
+        # An endless delay: the next attempt starts only when one fails.
+        return math.inf
+    return _non_negative_seconds(text)
+
+
+def _interleave(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if text.isdigit():
+        value = int(text)
+        if not 1 <= value <= 65535:
+            raise argparse.ArgumentTypeError(
+                f"port must be between 1 and 65535, got {text!r}"
+            )
+        return value
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number or a TCP service name, got {text!r}"
+        ) from None
+
+
+def _host(text: str) -> str:
+    if not text or text.isspace():
+        raise argparse.ArgumentTypeError("the host must not be empty")
+    return text
+
+
+def _local_address(text: str) -> tuple[Any, ...]:
+    """An IP literal as a socket address with port 0 (any local port)."""
+    address, _, scope = text.partition("%")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a local IP address, got {text!r}"
+        ) from None
+    if ip.version == 4:
+        if scope:
+            raise argparse.ArgumentTypeError(
+                f"an IPv4 address has no scope, got {text!r}"
+            )
+        return (str(ip), 0)
+    # The kernel resolves a "%scope" suffix (name or number) when binding.
+    return (text, 0, 0, 0)
+
+
+_DESCRIPTION = """\
+Connect to HOST PORT with Happy Eyeballs (RFC 8305) and print the race as a
+timeline: when each address family's lookup answered and with what, when each
+connection attempt started, how each one ended, the winner and the total
+time. A diagnostic for dual-stack trouble, like curl -v. The connection is
+closed as soon as it is made (after the TLS handshake with --tls)."""
+
+_EPILOG = f"""\
+examples:
+  {PROG} example.com 443
+  {PROG} example.com https --tls --json
+  {PROG} example.com 80 --family 6 --timeout 5
+  {PROG} demo    (on loopback: no network needed)
+
+The demo connects to a made-up host whose first address is blackholed,
+with asyncio's sequential strategy and with Happy Eyeballs, and prints both
+timelines: see '{PROG} demo --help'. To trace a host that is
+really called demo, write it as 'demo.'.
+
+exit status: 0 connected, 1 connection failed, 2 bad usage"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for ``python -m async_stagger HOST PORT [options]``.
+
+    Returns:
+        An :class:`argparse.ArgumentParser`; ``parse_args`` exits with status
+        2 on bad usage.
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+    )
+    parser.add_argument(
+        "host", metavar="HOST", type=_host, help="host name or IP address"
+    )
+    parser.add_argument(
+        "port", metavar="PORT", type=_port, help="port number or TCP service name"
+    )
+    parser.add_argument(
+        "--delay",
+        metavar="S",
+        type=_attempt_delay,
+        default=defaults.CONNECTION_ATTEMPT_DELAY,
+        help=(
+            "connection attempt delay: seconds to wait after starting one"
+            " attempt before starting the next while it is still pending"
+            " (default: %(default)s; 'none' tries one address at a time)"
+        ),
+    )
+    parser.add_argument(
+        "--family",
+        choices=("4", "6"),
+        default=None,
+        help="use only IPv4 (4) or only IPv6 (6) (default: both)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help=(
+            "after the TCP race, do a TLS handshake on the winner (verifying"
+            " the certificate for HOST) and show the TLS version and cipher"
+        ),
+    )
+    parser.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help=(
+            "with --tls: trust the CA certificates in FILE (PEM) instead of"
+            " the system's"
+        ),
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --tls: do not verify the server's certificate or host name",
+    )
+    parser.add_argument(
+        "--local-addr",
+        metavar="ADDR",
+        type=_local_address,
+        action="append",
+        dest="local_addrs",
+        help=(
+            "bind attempts to this local IP address (any port); repeat for"
+            " several, e.g. one IPv4 and one IPv6: each attempt uses one of"
+            " its own family"
+        ),
+    )
+    parser.add_argument(
+        "--resolution-delay",
+        metavar="S",
+        type=_non_negative_seconds,
+        default=defaults.RESOLUTION_DELAY,
+        help=(
+            "when the IPv4 answer arrives first, seconds to wait for the IPv6"
+            " answer before connecting (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--interleave",
+        metavar="N",
+        type=_interleave,
+        default=defaults.FIRST_ADDRESS_FAMILY_COUNT,
+        help=(
+            "first address family count: how many addresses of the preferred"
+            " family to try before alternating families (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="S",
+        type=_positive_seconds,
+        default=None,
+        help=(
+            "give up after S seconds in all (default: no limit beyond the"
+            " operating system's own connect timeouts)"
+        ),
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=(
+            "print the events as JSON lines (one object per event, then a"
+            " 'result' object) instead of the timeline"
+        ),
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"async_stagger {__version__}"
+    )
+    return parser
+
+
+# -- connecting ----------------------------------------------------------------
+
+
+def _client_ssl_context(args: argparse.Namespace) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=args.cafile)
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def getaddrinfo_in_daemon_thread(
+    host: str | bytes | None,
+    port: str | bytes | int | None,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[tuple[Any, ...]]:
+    """``loop.getaddrinfo``, but each lookup in a daemon thread of its own.
+
+    The race does not wait for a slow lookup once it has a winner, yet a
+    lookup that runs in the default executor cannot be stopped: the
+    interpreter would wait for it at exit, so the command would linger for as
+    long as the unanswered AAAA query takes (the resolver's timeout), right
+    after reporting its connection. A daemon thread is simply abandoned.
+
+    Args:
+        host: As for :func:`socket.getaddrinfo`.
+        port: As for :func:`socket.getaddrinfo`.
+        family: As for :func:`socket.getaddrinfo`.
+        type: As for :func:`socket.getaddrinfo`.
+        proto: As for :func:`socket.getaddrinfo`.
+        flags: As for :func:`socket.getaddrinfo`.
+
+    Returns:
+        What :func:`socket.getaddrinfo` returns.
+
+    Raises:
+        socket.gaierror: The lookup failed.
+    """
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
+
+    def deliver(
+        result: list[tuple[Any, ...]] | None, error: BaseException | None
+    ) -> None:
+        if answer.done():
+            return  # the resolver gave up waiting (cancelled)
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result or [])
+
+    def look_up() -> None:
+        result: list[tuple[Any, ...]] | None = None
+        error: BaseException | None = None
+        try:
+            result = socket.getaddrinfo(host, port, family, type, proto, flags)
+        except Exception as exc:
+            error = exc
+        # RuntimeError: the loop is closed, nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, result, error)
+
+    threading.Thread(target=look_up, name="getaddrinfo", daemon=True).start()
+    return await answer
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close politely, but do not hang on a peer that never answers."""
+    writer.close()
+    try:
+        async with asyncio.timeout(1.0):
+            await writer.wait_closed()
+    except (OSError, TimeoutError, ssl.SSLError):
+        writer.transport.abort()
+
+
+async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Connect as *args* say, printing the timeline to *out*.
+
+    Args:
+        args: Parsed command line (see :func:`build_parser`).
+        out: Where the timeline (or JSON lines) goes.
+        err: Where the error message goes when the connection fails.
+
+    Returns:
+        The exit status: 0 when connected, 1 when not, 2 when the CA file of
+        ``--cafile`` cannot be used.
+    """
+
+    loop = asyncio.get_running_loop()
+    timeline = Timeline(out, json_lines=args.json)
+    family = {None: 0, "4": socket.AF_INET, "6": socket.AF_INET6}[args.family]
+    resolver = functools.partial(
+        concurrent_resolver,
+        resolution_delay=args.resolution_delay,
+        first_addr_family_count=args.interleave,
+        getaddrinfo_async=getaddrinfo_in_daemon_thread,
+    )
+    try:
+        ssl_context = _client_ssl_context(args) if args.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        print(f"{PROG}: error: --cafile {args.cafile}: {format_error(exc)}", file=err)
+        return EXIT_USAGE
+    if not args.json:
+        delay = (
+            "none (one at a time)" if math.isinf(args.delay) else f"{args.delay:g} s"
+        )
+        timeline.write(
+            f"connecting to {args.host} port {args.port}"
+            f" (attempt delay {delay}, resolution delay"
+            f" {args.resolution_delay:g} s, interleave {args.interleave})"
+        )
+    timeline.start(loop.time())
+    try:
+        async with asyncio.timeout(args.timeout):
+            _, writer = await open_connection(
+                args.host,
+                args.port,
+                family=family,
+                local_addrs=args.local_addrs,
+                delay=args.delay,
+                resolver=resolver,
+                ssl=ssl_context,
+                trace=timeline,
+            )
+    except (OSError, ssl.SSLError, ExceptionGroup) as exc:
+        elapsed = timeline.elapsed(loop.time())
+        error = _error_json(exc)
+        if isinstance(exc, TimeoutError) and args.timeout is not None:
+            message = f"timed out after {args.timeout:g} s"
+            error["message"] = message
+        else:
+            message = format_error(exc)
+        if args.json:
+            timeline.write_json(
+                {
+                    "kind": "result",
+                    "ok": False,
+                    "time": round(elapsed, 6),
+                    "error": error,
+                }
+            )
+        elif any(
+            event.kind == "connection_failed" and event.error is exc
+            for event in timeline.events
+        ):
+            timeline.write_line(elapsed, "=> not connected")
+        else:
+            timeline.write_line(elapsed, f"=> not connected: {message}")
+        print(
+            f"{PROG}: could not connect to {args.host} port {args.port}: {message}",
+            file=err,
+        )
+        return EXIT_FAILED
+    elapsed = timeline.elapsed(loop.time())
+    peer = writer.get_extra_info("peername")
+    local = writer.get_extra_info("sockname")
+    tls = writer.get_extra_info("ssl_object")
+    try:
+        if args.json:
+            result: dict[str, Any] = {
+                "kind": "result",
+                "ok": True,
+                "time": round(elapsed, 6),
+                "address": list(peer),
+                "local_address": list(local),
+            }
+            if tls is not None:
+                cipher = tls.cipher()
+                result["tls"] = {
+                    "version": tls.version(),
+                    "cipher": cipher[0] if cipher else None,
+                }
+            timeline.write_json(result)
+        else:
+            summary = (
+                f"=> connected to {format_address(peer)} from {format_address(local)}"
+            )
+            if tls is not None:
+                cipher = tls.cipher()
+                summary += f" with {tls.version()}" + (
+                    f" ({cipher[0]})" if cipher else ""
+                )
+            timeline.write_line(elapsed, summary)
+    finally:
+        await _close(writer)
+    return EXIT_OK
+
+
+# -- entry point ---------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit status.
+
+    Args:
+        argv: The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 when connected (or for ``--help``/``--version``), 1 when the
+        connection failed, 2 on bad usage.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if arguments[:1] == ["demo"]:
+            from ._demo import build_demo_parser, run_demo
+
+            demo_args = build_demo_parser().parse_args(arguments[1:])
+            return asyncio.run(run_demo(demo_args, sys.stdout))
+        args = build_parser().parse_args(arguments)
+        if (args.cafile or args.insecure) and not args.tls:
+            print(f"{PROG}: error: --cafile and --insecure need --tls", file=sys.stderr)
+            return EXIT_USAGE
+        return asyncio.run(trace_connection(args, sys.stdout, sys.stderr))
+    except SystemExit as exit:
+        # argparse exits for --help, --version (0) and bad usage (2).
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe() -> None:
+    """When stdout's reader went away (``... | head``), flush into the void
+    so the interpreter does not complain about it at exit."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
