@@ -10,8 +10,8 @@ runs inside under ``ip netns exec``: this very module, imported by a small
 ``python -c`` program (:func:`main`), which runs one scenario on every loop
 flavour at the same time, one thread and loop each, and prints what it saw as
 JSON: each address the resolver yielded and when, and how long a plain
-``loop.getaddrinfo(AF_UNSPEC)`` (what asyncio does) took on the same name at
-the same time.
+``loop.getaddrinfo(AF_UNSPEC)`` (what asyncio does) took on the same name,
+started while ours was still running.
 
 Timings are real: lower bounds come from the DNS server's delays, upper
 bounds are generous. glibc gives up on an unanswered query after the
@@ -32,7 +32,6 @@ import json
 import socket
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -218,8 +217,6 @@ def main(scenario: str, flavours: list[str] | None = None, **arguments: Any) -> 
 
     ``connect`` also gets a working echo server on ``10.77.0.2``.
     """
-    import loops
-
     flavours = loops.FLAVOURS if flavours is None else flavours
     with Lab() as lab:
         if scenario == "connect":
@@ -256,11 +253,10 @@ def run_inside(
         "import test_resolvers_netns as t\n"
         f"t.main({scenario!r}, {flavours!r}, **{arguments!r})\n"
     )
-    started = time.monotonic()
     result = netns.run_python(code, timeout=60)
     assert result.returncode == 0, result.stderr
     results: dict[str, Any] = json.loads(result.stdout)
-    assert results, f"no flavour ran ({time.monotonic() - started:.1f} s)"
+    assert sorted(results) == sorted(flavours or loops.FLAVOURS)
     return results
 
 
