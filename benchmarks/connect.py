@@ -1,0 +1,296 @@
+"""How much Happy Eyeballs costs when the first address works.
+
+Run with ``python benchmarks/connect.py`` (``--help`` for options). It prints,
+for sequential loopback connections, microseconds per connection made with:
+
+* plain ``asyncio.open_connection`` / ``loop.create_connection``,
+* asyncio with ``happy_eyeballs_delay=0.25``,
+* ``async_stagger.connection.open_connection``,
+* aiohappyeyeballs (when it is installed),
+
+for one address (an IP literal) and for two addresses of which the first
+works (the addresses come from a ``getaddrinfo`` that answers at once, so no
+executor thread is measured). Then it times a connection whose first address
+is blackholed (its accept queue is full, so SYNs are dropped): that should
+take the connection attempt delay plus a few milliseconds.
+
+The listeners are plain kernel sockets accepted by a child process, so the
+server's work stays out of the process being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from async_stagger import connection
+
+try:
+    import aiohappyeyeballs
+except ImportError:  # optional
+    aiohappyeyeballs = None
+
+DELAY = 0.25
+
+
+# The accepting side runs in a child process: a thread here would compete
+# with the event loop for the GIL and distort the figures.
+_ACCEPTOR = """
+import collections, socket, struct, sys
+sock = socket.socket(fileno=int(sys.argv[1]))
+held = collections.deque()
+while True:
+    conn, _ = sock.accept()
+    held.append(conn)
+    if len(held) > 64:
+        # By now the client has long finished with it. Reset rather than
+        # close politely: no TIME_WAIT pile-up over many connections.
+        old = held.popleft()
+        old.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        old.close()
+"""
+
+
+@contextlib.contextmanager
+def listener(host: str) -> Iterator[int]:
+    """A listening socket on *host* whose connections a child process
+    accepts; yields the port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(4096)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _ACCEPTOR, str(sock.fileno())],
+        pass_fds=[sock.fileno()],
+    )
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        child.kill()
+        child.wait()
+        sock.close()
+
+
+@contextlib.contextmanager
+def blackhole(host: str) -> Iterator[int]:
+    """A listener whose accept queue is full: further SYNs are dropped."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((host, 0))
+    sock.listen(0)
+    port = sock.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((host, port))
+            fillers.append(filler)
+        time.sleep(0.05)
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        sock.close()
+
+
+class FixedAnswers(asyncio.SelectorEventLoop):
+    """A loop whose getaddrinfo answers ``name`` at once with fixed
+    addresses (the same for asyncio's code and ours)."""
+
+    answers: ClassVar[dict[str, list[Any]]] = {}
+
+    async def getaddrinfo(  # type: ignore[override]
+        self, host: Any, port: Any, *, family: int = 0, type: int = 0, **_: Any
+    ) -> list[Any]:
+        if host in self.answers:
+            if family not in (0, socket.AF_INET):
+                # An IPv4-only name: the AAAA lookup finds nothing, at once.
+                raise socket.gaierror(socket.EAI_NONAME, "no such address")
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port)))
+                for ip in self.answers[host]
+            ]
+        return await super().getaddrinfo(host, port, family=family, type=type, **_)
+
+
+Connect = Callable[[str, int], Awaitable[tuple[Any, Any]]]
+
+
+def candidates() -> dict[str, Connect]:
+    async def plain_open(host: str, port: int) -> Any:
+        return await asyncio.open_connection(host, port)
+
+    async def plain_create(host: str, port: int) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.create_connection(asyncio.Protocol, host, port)
+
+    async def asyncio_he(host: str, port: int) -> Any:
+        return await asyncio.open_connection(host, port, happy_eyeballs_delay=DELAY)
+
+    async def ours_open(host: str, port: int) -> Any:
+        return await connection.open_connection(host, port)
+
+    async def ours_create(host: str, port: int) -> Any:
+        return await connection.create_connection(asyncio.Protocol, host, port)
+
+    found: dict[str, Connect] = {
+        "asyncio.open_connection": plain_open,
+        "loop.create_connection": plain_create,
+        "asyncio happy_eyeballs_delay=0.25": asyncio_he,
+        "async_stagger open_connection": ours_open,
+        "async_stagger create_connection": ours_create,
+    }
+    if aiohappyeyeballs is not None:
+
+        async def aiohe(host: str, port: int) -> Any:
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            sock = await aiohappyeyeballs.start_connection(
+                infos, happy_eyeballs_delay=DELAY
+            )
+            return await asyncio.open_connection(sock=sock)
+
+        found["aiohappyeyeballs + open_connection"] = aiohe
+    return found
+
+
+async def run_many(
+    connect: Connect, host: str, port: int, count: int
+) -> tuple[float, float]:
+    """Wall-clock and CPU (this thread) microseconds per connection for *count*
+    sequential connections."""
+    start = time.perf_counter()
+    start_cpu = time.thread_time()
+    for _ in range(count):
+        first, second = await connect(host, port)
+        if isinstance(second, asyncio.StreamWriter):
+            second.close()
+        else:
+            first.close()
+    elapsed = time.perf_counter() - start
+    cpu = time.thread_time() - start_cpu
+    await asyncio.sleep(0)
+    return elapsed / count * 1e6, cpu / count * 1e6
+
+
+def measure(count: int, rounds: int) -> None:
+    found = candidates()
+    FixedAnswers.answers = {"two.test": ["127.0.0.2", "127.0.0.3"]}
+    with listener("0.0.0.0") as port:
+        workloads = {
+            "one address (IP literal 127.0.0.2)": "127.0.0.2",
+            "two addresses, first works": "two.test",
+        }
+        for title, host in workloads.items():
+            print(
+                f"\n{title}: µs per connection, {count} sequential connections,"
+                f" best of {rounds} rounds\n"
+                f"  {'':38s} {'wall':>8s} {'CPU':>8s}   (CPU ratio)"
+            )
+            results: dict[str, list[tuple[float, float]]] = {n: [] for n in found}
+            for _ in range(rounds):
+                for name, connect in found.items():
+                    with asyncio.Runner(loop_factory=FixedAnswers) as runner:
+                        results[name].append(
+                            runner.run(run_many(connect, host, port, count))
+                        )
+            base = min(cpu for _, cpu in results["asyncio.open_connection"])
+            for name, values in results.items():
+                wall = min(w for w, _ in values)
+                cpu = min(c for _, c in values)
+                print(
+                    f"  {name:38s} {wall:8.1f} {cpu:8.1f}"
+                    f"   {cpu / base:5.2f}x plain open_connection"
+                )
+
+
+def measure_blackhole(repeat: int) -> None:
+    print(f"\nfirst address blackholed, second works (delay {DELAY} s):")
+    with listener("0.0.0.0") as port, blackhole("127.0.0.4") as dead_port:
+        assert dead_port
+
+        # The blackholed listener has its own port; rebind answers so the
+        # first address is that listener (same port needed: use per-address
+        # sockaddrs via a resolver instead of the fixed loop).
+        async def resolver(host: Any, p: Any, **_: Any) -> Any:
+            yield (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.4", dead_port))
+            yield (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.5", port))
+
+        async def once() -> float:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            sock = await connection.create_connected_sock(
+                "two.test", port, delay=DELAY, resolver=resolver
+            )
+            took = loop.time() - start
+            sock.close()
+            return took
+
+        times = [asyncio.run(once()) for _ in range(repeat)]
+        over = [(t - DELAY) * 1e3 for t in times]
+        print(
+            f"  connected after {min(times) * 1e3:.2f} ms best,"
+            f" {statistics.median(times) * 1e3:.2f} ms median"
+            f" (delay + {statistics.median(over):.2f} ms; target: + <= 5 ms)"
+        )
+
+
+def profile(count: int) -> None:
+    """Where the time of our IP-literal connection goes, by module."""
+    import collections
+    import cProfile
+    import pstats
+
+    found = candidates()
+    print(f"\nprofile of {count} connections to an IP literal (self time by module;")
+    print("the profiler inflates every call, so compare the two columns only)")
+    with listener("0.0.0.0") as port:
+        totals: dict[str, collections.Counter[str]] = {}
+        for name in ("asyncio.open_connection", "async_stagger open_connection"):
+            profiler = cProfile.Profile()
+            with asyncio.Runner(loop_factory=FixedAnswers) as runner:
+                profiler.enable()
+                runner.run(run_many(found[name], "127.0.0.2", port, count))
+                profiler.disable()
+            by_module: collections.Counter[str] = collections.Counter()
+            for (filename, _, function), row in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+                module = Path(filename).name if "/" in filename else function
+                by_module[module] += row[2] / count * 1e6
+            totals[name] = by_module
+    plain, ours = totals.values()
+    print(f"  {'':40s} {'plain':>8s} {'ours':>8s}  (µs per connection)")
+    print(f"  {'total':40s} {sum(plain.values()):8.1f} {sum(ours.values()):8.1f}")
+    for module, spent in ours.most_common(12):
+        print(f"  {module[:40]:40s} {plain.get(module, 0.0):8.1f} {spent:8.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--blackhole-repeat", type=int, default=5)
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile our IP-literal path"
+    )
+    args = parser.parse_args()
+    print(f"Python {sys.version.split()[0]}")
+    measure(args.count, args.rounds)
+    measure_blackhole(args.blackhole_repeat)
+    if args.profile:
+        profile(args.count)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,958 @@
+"""Happy Eyeballs connections: drop-in replacements for asyncio's.
+
+:func:`open_connection` and :func:`create_connection` take every argument
+:func:`asyncio.open_connection` and :meth:`asyncio.loop.create_connection`
+take, and mean the same by them; the difference is how the TCP connection is
+made. :func:`create_connected_sock` is that difference on its own: it returns
+a connected socket.
+
+How a connection is made
+------------------------
+1. The arguments are checked before anything touches the network, so a typo
+   or an impossible combination fails at once with the exception asyncio
+   would raise for it.
+2. The resolver turns the host name into a stream of addresses. It looks up
+   IPv6 and IPv4 at the same time and hands over the first address as soon
+   as it is sensible to start (RFC 8305 §3), ordered and interleaved by
+   family (§4); answers that arrive later join the tail of the stream (§6).
+3. Each address becomes one connection attempt: create a socket, bind it to
+   a local address of the same family when one is given, ``connect`` with
+   :meth:`asyncio.loop.sock_connect`. :func:`~async_stagger.staggered_race`
+   starts the attempts a *delay* apart, or the next one at once when the
+   latest fails (§5). The first socket to finish the TCP handshake wins; the
+   others are cancelled and closed.
+4. With TLS, the handshake runs on the winning socket only, through
+   :meth:`asyncio.loop.create_connection` (§5: "the TCP race picks the
+   winner"), so asyncio's own transports and TLS code are used unchanged.
+
+Every socket an attempt creates is recorded until it is either returned to
+the caller or closed. The race may drop a winner it found just as the caller
+was cancelled; the record is what lets us close that socket too, so no exit
+path (failure, cancellation, ``asyncio.timeout``) leaves a descriptor open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import math
+import socket
+import ssl as _ssl
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
+from typing import Any, TypeAlias
+
+from . import defaults
+from .race import staggered_race
+from .resolvers import concurrent_resolver
+from .trace import TraceCallback, emit, tracing
+
+__all__ = [
+    "AddrInfo",
+    "Resolver",
+    "create_connected_sock",
+    "create_connection",
+    "open_connection",
+]
+
+#: A ``getaddrinfo`` result: ``(family, type, proto, canonname, sockaddr)``.
+AddrInfo: TypeAlias = tuple[
+    socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]
+]
+
+#: A resolver: called as ``resolver(host, port, *, family, type, proto,
+#: flags)`` (plus ``first_addr_family_count`` and ``raise_exc_group`` when
+#: those are asked for), it returns an async iterator of :data:`AddrInfo`.
+Resolver: TypeAlias = Callable[..., AsyncIterator[AddrInfo]]
+
+#: Host names as asyncio takes them.
+Host: TypeAlias = str | bytes | None
+#: Ports as asyncio takes them: a number, a numeric string or a service name.
+Port: TypeAlias = str | bytes | int | None
+#: The ``ssl`` argument of :meth:`asyncio.loop.create_connection`.
+SSLArg: TypeAlias = _ssl.SSLContext | bool | None
+#: Already-resolved local socket addresses, e.g. ``("192.0.2.1", 0)``.
+LocalAddrs: TypeAlias = Iterable[tuple[Any, ...]] | AsyncIterable[tuple[Any, ...]]
+
+
+# -- checking arguments ---------------------------------------------------------
+
+
+def _check_host(host: object) -> None:
+    if host is None:
+        return
+    if not isinstance(host, str | bytes):
+        raise TypeError(
+            f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
+        )
+    if not host:
+        raise ValueError(f"host must not be empty, got {host!r}")
+
+
+def _check_port(port: object) -> None:
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int | str | bytes):
+        raise TypeError(
+            "port must be an int, a str, bytes or None,"
+            f" got {type(port).__name__} {port!r}"
+        )
+    number: object = port
+    if isinstance(port, str | bytes):
+        text = port.decode("ascii", "replace") if isinstance(port, bytes) else port
+        if not text.strip().isdigit():
+            return  # a service name such as "https": getaddrinfo judges it
+        number = int(text)
+    # getaddrinfo() on Linux silently wraps ports above 65535 (70000 becomes
+    # 4464): refuse them here instead of connecting somewhere else.
+    assert isinstance(number, int)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port must be in range 0-65535, got {port!r}")
+
+
+def _check_target(
+    host: object, port: object, family: object, proto: object, flags: object
+) -> None:
+    """Check the arguments every connection function takes."""
+    # The common case (a str host, an int port, int options) costs four
+    # type comparisons; anything else gets the full, explanatory checks.
+    if type(host) is not str or not host:
+        _check_host(host)
+    if type(port) is not int or not 0 <= port <= 65535:
+        _check_port(port)
+    if type(family) is not int:
+        _check_int("family", family)
+    if type(proto) is not int:
+        _check_int("proto", proto)
+    if type(flags) is not int:
+        _check_int("flags", flags)
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+
+
+def _check_delay(name: str, delay: object) -> float | None:
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(
+            f"{name} must be a number of seconds or None,"
+            f" got {type(delay).__name__} {delay!r}"
+        )
+    if math.isnan(delay) or delay < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {delay!r}")
+    return delay
+
+
+def _check_interleave(interleave: object) -> None:
+    if interleave is None:
+        return
+    _check_int("interleave", interleave)
+    assert isinstance(interleave, int)
+    if interleave < 1:
+        # asyncio reads 0 as "do not reorder"; Happy Eyeballs always
+        # interleaves families (RFC 8305 §4), so the count starts at 1.
+        raise ValueError(
+            "interleave (the RFC 8305 First Address Family Count) must be"
+            f" at least 1, got {interleave!r}"
+        )
+
+
+def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
+    running = asyncio.get_running_loop()
+    if loop is None or loop is running:
+        return running
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be the running event loop or None, got {loop!r}")
+    raise RuntimeError(
+        f"loop {loop!r} is not the running event loop {running!r}; pass None"
+    )
+
+
+def _check_ssl(ssl: object) -> None:
+    if ssl is not None and not isinstance(ssl, bool | _ssl.SSLContext):
+        raise TypeError(
+            "ssl must be an ssl.SSLContext, a bool or None,"
+            f" got {type(ssl).__name__} {ssl!r}"
+        )
+
+
+def _check_sock(sock: object, *, host: object, port: object) -> None:
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"sock must be a socket.socket, got {sock!r}")
+    if host is not None or port is not None:
+        raise ValueError("host/port and sock can not be specified at the same time")
+    # The same rules (and types) as asyncio's create_connection.
+    if isinstance(sock, _ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+
+
+def _pick_delay(delay: float | None, happy_eyeballs_delay: float | None) -> float:
+    checked = _check_delay("delay", delay)
+    checked_he = _check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
+    if checked is not None and checked_he is not None and checked != checked_he:
+        raise TypeError(
+            "delay and happy_eyeballs_delay are the same setting; give one,"
+            f" got delay={delay!r}, happy_eyeballs_delay={happy_eyeballs_delay!r}"
+        )
+    if checked is not None:
+        return checked
+    if checked_he is not None:
+        return checked_he
+    return defaults.CONNECTION_ATTEMPT_DELAY
+
+
+def _local_family(address: tuple[Any, ...]) -> int:
+    """The family a resolved local address belongs to (0: fits either)."""
+    if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+        raise TypeError(
+            "local addresses must be resolved socket address tuples such as"
+            f" ('192.0.2.1', 0) or ('2001:db8::1', 0, 0, 0), got {address!r}"
+        )
+    host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        raise TypeError(f"local address host must be a str, got {address!r}")
+    if host == "":
+        return 0
+    if len(address) == 4 or ":" in host:
+        return socket.AF_INET6
+    return socket.AF_INET
+
+
+# -- one attempt ----------------------------------------------------------------
+
+
+class _Attempts:
+    """The attempts of one connection, as an async iterator for the race.
+
+    Each address from the resolver becomes one attempt per local address of
+    its own family (or one unbound attempt when no local address is given).
+    Pairing by family means no attempt is made that is bound to fail: an IPv6
+    socket cannot be bound to an IPv4 address. A remote address with no
+    local partner is recorded as a failure without creating anything.
+    """
+
+    __slots__ = (
+        "addresses",
+        "live",
+        "local_addrs",
+        "loop",
+        "pending",
+        "remote",
+        "skipped",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        remote: AsyncIterator[AddrInfo],
+        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
+    ) -> None:
+        self.loop = loop
+        self.remote = remote
+        self.local_addrs = local_addrs
+        # (remote sockaddr, local sockaddr) of attempt i, for error messages.
+        self.addresses: list[tuple[tuple[Any, ...], tuple[Any, ...] | None]] = []
+        # Sockets created and neither closed nor handed to the caller yet.
+        self.live: set[socket.socket] = set()
+        # Errors for remote addresses no local address could be paired with.
+        self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
+        # Further (remote, local) pairs for the current remote address.
+        self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
+
+    def __aiter__(self) -> _Attempts:
+        return self
+
+    async def __anext__(self) -> Callable[[], Any]:
+        if self.pending:
+            info, local = self.pending.pop()
+            return self._factory(info, local)
+        local_addrs = self.local_addrs
+        while True:
+            info = await self.remote.__anext__()
+            if local_addrs is None:
+                return self._factory(info, None)
+            family = info[0]
+            pairs = [(info, la) for fam, la in local_addrs if fam in (0, family)]
+            if pairs:
+                pairs.reverse()
+                first = pairs.pop()
+                self.pending = pairs
+                return self._factory(*first)
+            self.skipped.append(
+                (
+                    info[4],
+                    OSError(
+                        errno.EAFNOSUPPORT,
+                        f"no local address of family {_family_name(family)}"
+                        f" to connect to {info[4]!r} from",
+                    ),
+                )
+            )
+
+    def aclose(self) -> Awaitable[None]:
+        """Close the resolver's iterator (the race calls this on exit)."""
+        aclose = getattr(self.remote, "aclose", None)
+        if aclose is None:
+            return _nothing()
+        # Its own awaitable, not one more coroutine around it: this runs for
+        # every connection.
+        awaitable: Awaitable[None] = aclose()
+        return awaitable
+
+    def _factory(
+        self, info: AddrInfo, local: tuple[Any, ...] | None
+    ) -> Callable[[], Any]:
+        index = len(self.addresses)
+        self.addresses.append((info[4], local))
+        return lambda: self._connect(index, info, local)
+
+    async def _connect(
+        self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
+    ) -> socket.socket:
+        family, type_, proto, _, address = info
+        emit("attempt_started", index=index, address=address, local_address=local)
+        live = self.live
+        sock = None
+        try:
+            sock = socket.socket(family, type_, proto)
+            live.add(sock)
+            sock.setblocking(False)
+            if local is not None:
+                try:
+                    sock.bind(local)
+                except OSError as exc:
+                    # Say which local address could not be bound, as asyncio
+                    # does (the kernel's message names none).
+                    raise OSError(
+                        exc.errno,
+                        f"error while attempting to bind on address {local!r}:"
+                        f" {(exc.strerror or str(exc)).lower()}",
+                    ) from exc
+            await self.loop.sock_connect(sock, address)
+        except asyncio.CancelledError:
+            if sock is not None:
+                live.discard(sock)
+                sock.close()
+            emit("attempt_cancelled", index=index, address=address)
+            raise
+        except BaseException as exc:
+            if sock is not None:
+                live.discard(sock)
+                sock.close()
+            emit("attempt_failed", index=index, address=address, error=exc)
+            raise
+        emit("attempt_succeeded", index=index, address=address, local_address=local)
+        return sock
+
+
+async def _nothing() -> None:
+    pass
+
+
+def _family_name(family: int) -> str:
+    try:
+        return socket.AddressFamily(family).name
+    except ValueError:
+        return str(family)
+
+
+# -- the connection ---------------------------------------------------------------
+
+
+def _describe(address: tuple[Any, ...], local: tuple[Any, ...] | None) -> str:
+    text = f"{address[0]}:{address[1]}" if len(address) >= 2 else repr(address)
+    if ":" in str(address[0]):
+        text = f"[{address[0]}]:{address[1]}"
+    if local is not None:
+        text += f" from {local[0]}:{local[1]}" if len(local) >= 2 else f" {local!r}"
+    return text
+
+
+def _annotate(exc: BaseException, note: str) -> None:
+    notes = getattr(exc, "__notes__", None)
+    if notes is None or note not in notes:
+        exc.add_note(note)
+
+
+def _failure(
+    host: Host,
+    port: Port,
+    attempts: _Attempts,
+    exceptions: list[BaseException | None],
+    source_exc: BaseException | None,
+    raise_exc_group: bool,
+) -> BaseException:
+    """The exception to raise when no attempt succeeded."""
+    failures: list[tuple[str, BaseException]] = []
+    for (address, local), exc in zip(attempts.addresses, exceptions, strict=False):
+        if exc is not None:
+            failures.append((_describe(address, local), exc))
+    for address, exc in attempts.skipped:
+        failures.append((_describe(address, None), exc))
+    lookup: list[BaseException] = []
+    if isinstance(source_exc, BaseExceptionGroup):
+        lookup.extend(source_exc.exceptions)
+    elif source_exc is not None:
+        lookup.append(source_exc)
+    # Annotate in place: the note travels with the exception however it is
+    # reported, alone, combined or in a group.
+    for description, exc in failures:
+        _annotate(exc, f"while connecting to {description}")
+    for exc in lookup:
+        _annotate(exc, f"while resolving {host!r} (port {port!r})")
+
+    if raise_exc_group:
+        everything = [exc for _, exc in failures] + lookup
+        if not everything:
+            everything = [OSError("getaddrinfo() returned empty list")]
+        return _exception_group(
+            f"all connection attempts to {host!r} port {port!r} failed", everything
+        )
+
+    if not failures:
+        if lookup:
+            # RFC 8305 §3: only both families failing is an error; the
+            # resolver raises socket.gaierror for that, as asyncio does.
+            return source_exc if source_exc is not None else lookup[0]
+        return OSError("getaddrinfo() returned empty list")
+    errors = [exc for _, exc in failures]
+    if len(errors) == 1 and not lookup:
+        return errors[0]
+    model = str(errors[0])
+    if not lookup and all(str(exc) == model for exc in errors):
+        return errors[0]
+    # Like asyncio: one OSError naming every attempt's error, here with the
+    # address each belongs to.
+    parts = [f"{description}: {exc}" for description, exc in failures]
+    parts += [f"lookup of {host!r}: {exc}" for exc in lookup]
+    return OSError(f"Multiple exceptions: {'; '.join(parts)}")
+
+
+def _exception_group(message: str, excs: list[BaseException]) -> BaseException:
+    if all(isinstance(exc, Exception) for exc in excs):
+        return ExceptionGroup(message, excs)  # type: ignore[type-var]
+    return BaseExceptionGroup(message, excs)
+
+
+async def _resolve_local_addr(
+    loop: asyncio.AbstractEventLoop,
+    local_addr: tuple[Any, ...],
+    *,
+    family: int,
+    proto: int,
+    flags: int,
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """Resolve asyncio's ``local_addr`` (a host/port pair) like asyncio."""
+    if not isinstance(local_addr, tuple | list) or len(local_addr) < 2:
+        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    host, port = local_addr[0], local_addr[1]
+    _check_port(port)
+    infos = await loop.getaddrinfo(
+        host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
+    )
+    if not infos:
+        raise OSError("getaddrinfo() returned empty list")
+    return [(info[0], info[4]) for info in infos]
+
+
+async def _collect_local_addrs(
+    local_addrs: LocalAddrs,
+) -> list[tuple[int, tuple[Any, ...]]]:
+    addrs: list[tuple[Any, ...]] = []
+    if isinstance(local_addrs, AsyncIterable):
+        async for address in local_addrs:
+            addrs.append(address)
+    elif isinstance(local_addrs, Iterable) and not isinstance(local_addrs, str | bytes):
+        addrs.extend(local_addrs)
+    else:
+        raise TypeError(
+            "local_addrs must be an iterable or async iterable of resolved"
+            f" address tuples, got {local_addrs!r}"
+        )
+    return [(_local_family(address), tuple(address)) for address in addrs]
+
+
+async def _happy_eyeballs(
+    loop: asyncio.AbstractEventLoop,
+    host: Host,
+    port: Port,
+    family: int,
+    proto: int,
+    flags: int,
+    local_addrs: LocalAddrs | None,
+    local_addr: tuple[Any, ...] | None,
+    delay: float | None,
+    resolver: Resolver,
+    raise_exc_group: bool,
+    first_addr_family_count: int | None,
+) -> socket.socket:
+    """Race connection attempts to *host* and *port*; return the winner."""
+    try:
+        locals_: list[tuple[int, tuple[Any, ...]]] | None = None
+        if local_addrs is not None:
+            locals_ = await _collect_local_addrs(local_addrs)
+        if local_addr is not None:
+            resolved = await _resolve_local_addr(
+                loop, local_addr, family=family, proto=proto, flags=flags
+            )
+            locals_ = resolved if locals_ is None else locals_ + resolved
+        if locals_ is not None and not locals_:
+            raise ValueError("local_addrs is empty: no local address to bind to")
+
+        if first_addr_family_count is None and not raise_exc_group:
+            # Only the options every resolver takes, so custom resolvers
+            # written for async_stagger 0.4 keep working.
+            remote = resolver(
+                host,
+                port,
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
+            )
+        else:
+            options: dict[str, Any] = {}
+            if first_addr_family_count is not None:
+                options["first_addr_family_count"] = first_addr_family_count
+            if raise_exc_group:
+                options["raise_exc_group"] = True
+            remote = resolver(
+                host,
+                port,
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
+                **options,
+            )
+        attempts = _Attempts(loop, remote, locals_)
+        winner: socket.socket | None = None
+        try:
+            winner, _, exceptions, source_exc = await staggered_race(attempts, delay)
+        finally:
+            # The race closes its losers; this also catches a winner the race
+            # dropped because we were cancelled just as it won.
+            live = attempts.live
+            if len(live) > 1 or winner is None:
+                for sock in live:
+                    if sock is not winner:
+                        sock.close()
+        if winner is None:
+            raise _failure(
+                host, port, attempts, exceptions, source_exc, raise_exc_group
+            )
+    except BaseException as exc:
+        emit("connection_failed", error=exc)
+        raise
+    # What asyncio gives its own sockets (its transports do the same).
+    winner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return winner
+
+
+async def create_connected_sock(
+    host: Host,
+    port: Port,
+    *,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    local_addrs: LocalAddrs | None = None,
+    delay: float | None = defaults.CONNECTION_ATTEMPT_DELAY,
+    resolver: Resolver = concurrent_resolver,
+    raise_exc_group: bool = False,
+    trace: TraceCallback | None = None,
+) -> socket.socket:
+    """Connect to *host* and *port* with Happy Eyeballs; return the socket.
+
+    The host name is resolved with *resolver* (both address families at
+    once, RFC 8305 §3), and connection attempts to its addresses are started
+    *delay* seconds apart, or at once when the previous attempt fails (RFC
+    8305 §5). The first to connect wins; all others are closed.
+
+    Args:
+        host: Host name or IP address literal to connect to.
+        port: Port number, numeric string or service name.
+        family: ``socket.AF_INET`` or ``socket.AF_INET6`` to use only that
+            family; 0 for both.
+        proto: Socket protocol, passed to the resolver and ``socket()``.
+        flags: ``getaddrinfo`` flags, passed to the resolver.
+        local_addrs: Already-resolved local addresses to bind to, as a sync
+            or async iterable of socket address tuples, e.g.
+            ``[("192.0.2.7", 0), ("2001:db8::7", 0, 0, 0)]``. Each remote
+            address is tried from each local address of its own family.
+        delay: The Connection Attempt Delay in seconds (RFC 8305 §5); None
+            starts the next attempt only when the previous one fails.
+        resolver: Turns host and port into an async iterator of
+            ``getaddrinfo`` tuples; see :mod:`async_stagger.resolvers`. Bind
+            its own options with :func:`functools.partial`.
+        raise_exc_group: When every attempt fails, raise an
+            :class:`ExceptionGroup` of every attempt's and lookup's exception
+            instead of one :class:`OSError`.
+        trace: Called with a :class:`~async_stagger.TraceEvent` for each step
+            (lookups, attempts started, failed, won).
+
+    Returns:
+        A connected, non-blocking :class:`socket.socket` with ``TCP_NODELAY``
+        set. The caller owns it.
+
+    Raises:
+        OSError: Every attempt failed: the single error if all were alike,
+            else one naming each address and its error.
+        socket.gaierror: The host name could not be resolved.
+        ExceptionGroup: Every attempt failed and *raise_exc_group* is true.
+        ValueError: *port* is out of range, *host* is empty or *delay* is
+            negative or NaN.
+        TypeError: An argument has the wrong type.
+
+    .. versionadded:: 1.0
+       the *trace* argument; ``TCP_NODELAY`` is set on the socket.
+    """
+    _check_target(host, port, family, proto, flags)
+    if delay is not None and (type(delay) is not float or not delay >= 0):
+        delay = _check_delay("delay", delay)
+    if not callable(resolver):
+        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    loop = asyncio.get_running_loop()
+    if trace is None:
+        return await _happy_eyeballs(
+            loop, host, port, family, proto, flags, local_addrs, None, delay,
+            resolver, raise_exc_group, None,
+        )  # fmt: skip
+    with tracing(trace):
+        return await _happy_eyeballs(
+            loop, host, port, family, proto, flags, local_addrs, None, delay,
+            resolver, raise_exc_group, None,
+        )  # fmt: skip
+
+
+def _prepare(
+    loop: object,
+    host: Host,
+    port: Port,
+    ssl: SSLArg,
+    family: int,
+    proto: int,
+    flags: int,
+    sock: socket.socket | None,
+    local_addr: tuple[Any, ...] | None,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+    happy_eyeballs_delay: float | None,
+    interleave: int | None,
+    delay: float | None,
+    resolver: Resolver,
+) -> tuple[asyncio.AbstractEventLoop, dict[str, Any] | None, float]:
+    """Check ``create_connection``'s arguments as asyncio does, before any
+    network activity; return the loop, the TLS keywords and the delay."""
+    running = _check_loop(loop)
+    tls: dict[str, Any] | None = None
+    if ssl is not None and ssl is not False:
+        _check_ssl(ssl)
+        if server_hostname is None:
+            # asyncio's default: check the certificate against the host name.
+            if not host:
+                raise ValueError(
+                    "You must set server_hostname when using ssl without a host"
+                )
+            server_hostname = host.decode() if isinstance(host, bytes) else host
+        tls = {"ssl": ssl, "server_hostname": server_hostname}
+        if ssl_handshake_timeout is not None:
+            tls["ssl_handshake_timeout"] = ssl_handshake_timeout
+        if ssl_shutdown_timeout is not None:
+            tls["ssl_shutdown_timeout"] = ssl_shutdown_timeout
+    else:
+        # asyncio's rules, with asyncio's exception types.
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    if sock is not None:
+        _check_sock(sock, host=host, port=port)
+        return running, tls, 0.0
+    if host is None and port is None:
+        raise ValueError("host and port was not specified and no sock specified")
+    _check_target(host, port, family, proto, flags)
+    if delay is None and happy_eyeballs_delay is None:
+        chosen_delay = defaults.CONNECTION_ATTEMPT_DELAY
+    else:
+        chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
+    if interleave is not None:
+        _check_interleave(interleave)
+    if not callable(resolver):
+        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    if local_addr is not None and (
+        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
+    ):
+        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    return running, tls, chosen_delay
+
+
+async def create_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: Host = None,
+    port: Port = None,
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
+    ssl: SSLArg = None,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    sock: socket.socket | None = None,
+    local_addr: tuple[Any, ...] | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
+    interleave: int | None = None,
+    all_errors: bool = False,
+    local_addrs: LocalAddrs | None = None,
+    delay: float | None = None,
+    resolver: Resolver = concurrent_resolver,
+    raise_exc_group: bool = False,
+    trace: TraceCallback | None = None,
+) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+    """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
+    :meth:`asyncio.loop.create_connection`.
+
+    Every argument of :meth:`asyncio.loop.create_connection` is accepted
+    and means what it means there, except that Happy Eyeballs is always on.
+    The TCP race picks the winning socket; TLS (if *ssl*) then runs on that
+    socket only, through the loop's own ``create_connection``.
+
+    Args:
+        protocol_factory: Called with no arguments to make the protocol.
+        host: Host name or IP address literal to connect to.
+        port: Port number, numeric string or service name.
+        loop: Accepted for old code; must be the running loop.
+        ssl: An :class:`ssl.SSLContext`, or true for a default context.
+        family: ``socket.AF_INET`` or ``socket.AF_INET6`` to use only that
+            family; 0 for both.
+        proto: Socket protocol.
+        flags: ``getaddrinfo`` flags.
+        sock: An already-connected socket: no Happy Eyeballs, the socket is
+            handed to the loop as is. Excludes *host* and *port*.
+        local_addr: A ``(host, port)`` pair to bind to, resolved if needed;
+            one more local address next to *local_addrs*.
+        server_hostname: The name to check the server's certificate
+            against; defaults to *host*. Only with *ssl*.
+        ssl_handshake_timeout: Seconds to wait for the TLS handshake.
+        ssl_shutdown_timeout: Seconds to wait for the TLS shutdown.
+        happy_eyeballs_delay: asyncio's name for *delay*.
+        interleave: The First Address Family Count (RFC 8305 §4), at
+            least 1; passed to the resolver as ``first_addr_family_count``.
+        all_errors: asyncio's name for *raise_exc_group*.
+        local_addrs: Already-resolved local addresses to bind to (see
+            :func:`create_connected_sock`).
+        delay: The Connection Attempt Delay in seconds (RFC 8305 §5);
+            defaults to :data:`async_stagger.defaults.CONNECTION_ATTEMPT_DELAY`.
+        resolver: The resolver (see :func:`create_connected_sock`).
+        raise_exc_group: When every attempt fails, raise an
+            :class:`ExceptionGroup` of every attempt's and lookup's error.
+        trace: Called with a :class:`~async_stagger.TraceEvent` per step,
+            including the TLS handshake.
+
+    Returns:
+        ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
+
+    Raises:
+        OSError: Every attempt failed (see :func:`create_connected_sock`).
+        socket.gaierror: The host name could not be resolved.
+        ExceptionGroup: Every attempt failed, with *raise_exc_group* or
+            *all_errors*.
+        ssl.SSLError: The TLS handshake failed.
+        ValueError: Arguments that asyncio rejects (*server_hostname*
+            without *ssl*, *sock* together with *host*), *port* out of
+            range, empty *host*, negative or NaN delays, *interleave* < 1.
+        TypeError: An argument of the wrong type, *ssl* with an
+            :class:`ssl.SSLSocket` as *sock*.
+        RuntimeError: *loop* is not the running event loop.
+
+    .. versionadded:: 1.0
+       every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
+       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), and *trace*.
+    """
+    if not callable(protocol_factory):
+        raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
+    running, tls, chosen_delay = _prepare(
+        loop, host, port, ssl, family, proto, flags, sock,
+        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+        happy_eyeballs_delay, interleave, delay, resolver,
+    )  # fmt: skip
+    if trace is None:
+        return await _create_connection(
+            running, protocol_factory, host, port, family, proto, flags, sock,
+            local_addrs, local_addr, chosen_delay, resolver,
+            raise_exc_group or all_errors, interleave, tls,
+        )  # fmt: skip
+    with tracing(trace):
+        return await _create_connection(
+            running, protocol_factory, host, port, family, proto, flags, sock,
+            local_addrs, local_addr, chosen_delay, resolver,
+            raise_exc_group or all_errors, interleave, tls,
+        )  # fmt: skip
+
+
+async def _create_connection(
+    loop: asyncio.AbstractEventLoop,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: Host,
+    port: Port,
+    family: int,
+    proto: int,
+    flags: int,
+    sock: socket.socket | None,
+    local_addrs: LocalAddrs | None,
+    local_addr: tuple[Any, ...] | None,
+    delay: float | None,
+    resolver: Resolver,
+    raise_exc_group: bool,
+    first_addr_family_count: int | None,
+    tls: dict[str, Any] | None,
+) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+    if sock is not None:
+        # No Happy Eyeballs to do: the loop takes the socket as it is.
+        if tls is None:
+            return await loop.create_connection(protocol_factory, sock=sock)
+        return await loop.create_connection(protocol_factory, sock=sock, **tls)
+    sock = await _happy_eyeballs(
+        loop, host, port, family, proto, flags, local_addrs, local_addr,
+        delay, resolver, raise_exc_group, first_addr_family_count,
+    )  # fmt: skip
+    if tls is None:
+        try:
+            return await loop.create_connection(protocol_factory, sock=sock)
+        except BaseException as exc:
+            sock.close()
+            emit("connection_failed", error=exc)
+            raise
+    # RFC 8305 §5 (and what asyncio does): the TCP race picked the winner,
+    # TLS runs on the winner only.
+    peer = _peer(sock)
+    emit("tls_started", address=peer)
+    try:
+        transport, protocol = await loop.create_connection(
+            protocol_factory, sock=sock, **tls
+        )
+    except BaseException as exc:
+        # The transport closes the socket it was given when the handshake
+        # fails; close it here too in case the loop failed before making one.
+        sock.close()
+        emit("tls_failed", address=peer, error=exc)
+        emit("connection_failed", error=exc)
+        raise
+    emit("tls_succeeded", address=peer)
+    return transport, protocol
+
+
+def _peer(sock: socket.socket) -> tuple[Any, ...] | None:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return None
+    return peer if isinstance(peer, tuple) else None
+
+
+async def open_connection(
+    host: Host = None,
+    port: Port = None,
+    *,
+    limit: int = defaults.STREAM_LIMIT,
+    loop: asyncio.AbstractEventLoop | None = None,
+    ssl: SSLArg = None,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    sock: socket.socket | None = None,
+    local_addr: tuple[Any, ...] | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
+    interleave: int | None = None,
+    all_errors: bool = False,
+    local_addrs: LocalAddrs | None = None,
+    delay: float | None = None,
+    resolver: Resolver = concurrent_resolver,
+    raise_exc_group: bool = False,
+    trace: TraceCallback | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
+    :func:`asyncio.open_connection`.
+
+    Args:
+        host: Host name or IP address literal to connect to.
+        port: Port number, numeric string or service name.
+        limit: The buffer limit of the returned
+            :class:`~asyncio.StreamReader`.
+        loop: Accepted for old code; must be the running loop.
+        ssl: See :func:`create_connection`.
+        family: See :func:`create_connection`.
+        proto: See :func:`create_connection`.
+        flags: See :func:`create_connection`.
+        sock: See :func:`create_connection`.
+        local_addr: See :func:`create_connection`.
+        server_hostname: See :func:`create_connection`.
+        ssl_handshake_timeout: See :func:`create_connection`.
+        ssl_shutdown_timeout: See :func:`create_connection`.
+        happy_eyeballs_delay: See :func:`create_connection`.
+        interleave: See :func:`create_connection`.
+        all_errors: See :func:`create_connection`.
+        local_addrs: See :func:`create_connected_sock`.
+        delay: See :func:`create_connection`.
+        resolver: See :func:`create_connected_sock`.
+        raise_exc_group: See :func:`create_connected_sock`.
+        trace: See :func:`create_connection`.
+
+    Returns:
+        ``(reader, writer)``, as :func:`asyncio.open_connection`.
+
+    Raises:
+        OSError: Every attempt failed (see :func:`create_connected_sock`).
+        socket.gaierror: The host name could not be resolved.
+        ExceptionGroup: Every attempt failed, with *raise_exc_group* or
+            *all_errors*.
+        ssl.SSLError: The TLS handshake failed.
+        ValueError: Bad arguments (see :func:`create_connection`).
+        TypeError: Bad arguments (see :func:`create_connection`).
+        RuntimeError: *loop* is not the running event loop.
+    """
+    if type(limit) is not int or limit <= 0:
+        _check_int("limit", limit)
+        raise ValueError(f"limit must be positive, got {limit!r}")
+    running, tls, chosen_delay = _prepare(
+        loop, host, port, ssl, family, proto, flags, sock,
+        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+        happy_eyeballs_delay, interleave, delay, resolver,
+    )  # fmt: skip
+    reader = asyncio.StreamReader(limit=limit, loop=running)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=running)
+    if trace is None:
+        transport, _ = await _create_connection(
+            running, lambda: protocol, host, port, family, proto, flags, sock,
+            local_addrs, local_addr, chosen_delay, resolver,
+            raise_exc_group or all_errors, interleave, tls,
+        )  # fmt: skip
+    else:
+        with tracing(trace):
+            transport, _ = await _create_connection(
+                running, lambda: protocol, host, port, family, proto, flags,
+                sock, local_addrs, local_addr, chosen_delay, resolver,
+                raise_exc_group or all_errors, interleave, tls,
+            )  # fmt: skip
+    writer = asyncio.StreamWriter(transport, protocol, reader, running)  # type: ignore[arg-type]
+    return reader, writer
