@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import json
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import loops
+from async_stagger.connection import open_connection
 from async_stagger.defaults import CONNECTION_ATTEMPT_DELAY, RESOLUTION_DELAY
-from async_stagger.race import staggered_race
-from async_stagger.resolvers import AddrInfo, concurrent_resolver
+from async_stagger.resolvers import concurrent_resolver
+from async_stagger.trace import TraceEvent
 from lab import Lab, Namespace
 
 #: What "at once" means on a real clock, far below the resolution delay's
@@ -138,24 +138,6 @@ async def compare(name: str, pause_after_first: float = 0.0) -> dict[str, Any]:
     return {"ours": ours, "unspec": unspec}
 
 
-async def _open(info: AddrInfo) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    host, port = info[4][:2]
-    return await asyncio.open_connection(host, port)
-
-
-async def _attempts(
-    name: str, port: int
-) -> AsyncIterator[
-    Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
-]:
-    """One connection attempt per address, pulled lazily by the race."""
-    async with contextlib.aclosing(
-        concurrent_resolver(name, port, type=socket.SOCK_STREAM)
-    ) as addresses:
-        async for info in addresses:
-            yield functools.partial(_open, info)
-
-
 async def _echo(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, start: float
 ) -> dict[str, Any]:
@@ -175,15 +157,21 @@ async def _echo(
 
 
 async def connect(name: str, port: int) -> dict[str, Any]:
-    """Happy Eyeballs by hand, ``staggered_race`` over the addresses of
-    ``concurrent_resolver``, timed from the start to the echo of a line."""
-    start = asyncio.get_running_loop().time()
-    winner, index, errors, aiter_error = await staggered_race(
-        _attempts(name, port), CONNECTION_ATTEMPT_DELAY
-    )
-    if winner is None:
-        return {"errors": [repr(e) for e in errors], "aiter": repr(aiter_error)}
-    return {**await _echo(*winner, start), "index": index}
+    """``async_stagger.open_connection(name, port)``: the peer, the echo of a
+    line, the seconds until it came back, and the trace until connected
+    (each event's kind, time, family and address)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    events: list[tuple[str, float, str | None, str | None]] = []
+
+    def trace(event: TraceEvent) -> None:
+        family = None if event.family is None else event.family.name
+        address = None if event.address is None else event.address[0]
+        events.append((event.kind, event.time - start, family, address))
+
+    reader, writer = await open_connection(name, port, trace=trace)
+    connected = list(events)
+    return {**await _echo(reader, writer, start), "trace": connected}
 
 
 async def first_addresses(names: list[str]) -> dict[str, Any]:
@@ -432,7 +420,9 @@ def test_hosts_file_name_is_answered_for_both_families_without_dns(
     assert netns.dns_queries() == []
 
 
-def test_race_connects_over_ipv4_at_once_when_aaaa_is_lost(netns: Namespace) -> None:
+def test_open_connection_connects_over_ipv4_at_once_when_aaaa_is_lost(
+    netns: Namespace,
+) -> None:
     # fd00:5eed::9 is the AAAA record the server would give, but it drops
     # AAAA queries (and the address is assigned nowhere: were it ever
     # answered, connecting to it would fail at once with no route).
@@ -444,14 +434,26 @@ def test_race_connects_over_ipv4_at_once_when_aaaa_is_lost(netns: Namespace) -> 
         drop={"AAAA"},
     )
     results = run_inside(netns, "connect", name="e2e.lab.test")
-    for flavour, ours in results.items():
-        assert ours.get("peer") == "10.77.0.2", (flavour, ours)
-        assert ours["echoed"] == "ping\n", (flavour, ours)
-        assert ours["index"] == 0, (flavour, ours)
+    for flavour, result in results.items():
+        assert result["peer"] == "10.77.0.2", (flavour, result)
+        assert result["echoed"] == "ping\n", (flavour, result)
         # Resolution delay, handshake and echo: no wait for the lost AAAA
         # answer (asyncio.open_connection, resolving with one AF_UNSPEC
         # lookup, waits seconds for it: see the tests above).
-        assert ours["seconds"] < 0.5, (flavour, ours)
+        assert result["seconds"] < 0.5, (flavour, result)
+        events = result["trace"]
+        trace = [(kind, family, address) for kind, _, family, address in events]
+        # Connected while the AAAA lookup was still waiting: the one attempt
+        # went to the IPv4 address, a resolution delay after its answer.
+        assert trace == [
+            ("resolution_started", "AF_INET6", None),
+            ("resolution_started", "AF_INET", None),
+            ("resolution_answered", "AF_INET", None),
+            ("attempt_started", None, "10.77.0.2"),
+            ("attempt_succeeded", None, "10.77.0.2"),
+        ], (flavour, result)
+        answered_at, attempt_at = events[2][1], events[3][1]
+        assert attempt_at - answered_at >= 0.8 * RESOLUTION_DELAY, (flavour, result)
     queries = netns.dns_queries()
     assert {(q.type, q.outcome) for q in queries} == {
         ("A", "answered"),
