@@ -87,12 +87,13 @@ async def resolve(
     error = None
     stream = concurrent_resolver(name, 80, type=socket.SOCK_STREAM)
     try:
-        async for info in stream:
-            yielded.append((info[4][0], loop.time() - start))
-            if len(yielded) == 1:
-                if first is not None:
-                    first.set()
-                await asyncio.sleep(pause_after_first)
+        async with contextlib.aclosing(stream):
+            async for info in stream:
+                yielded.append((info[4][0], loop.time() - start))
+                if len(yielded) == 1:
+                    if first is not None:
+                        first.set()
+                    await asyncio.sleep(pause_after_first)
     except socket.gaierror as exc:
         error = exc.errno
     finally:
