@@ -23,12 +23,26 @@ DNS for the AAAA of a name whose hosts line is IPv4 only). So part 2 runs in
 a child process with a private mount namespace (``unshare --mount``, needs
 root) where ``/etc/hosts`` says ``127.0.0.1 localhost`` and ``::1
 localhost``. Without root, part 2 is skipped with a note.
+
+Part 3, time to first address through the real resolver. Part 1's three
+scenarios again, with glibc's ``getaddrinfo`` asking a real DNS server: the
+test suite's network lab (``tests/lab``) makes a network namespace whose
+resolv.conf points at its own DNS server on the namespace's loopback (``options
+timeout:T attempts:1`` with T the ``--timeout`` rounded up to whole seconds),
+which answers A at once and AAAA after 1 s, never, or at once. The name is not
+in the namespace's hosts file, so every lookup is a DNS query, and no query
+leaves the namespace. Each measurement runs in a fresh process inside it:
+``concurrent_resolver`` (time to the first address, and until the stream
+ends), then a single ``loop.getaddrinfo(AF_UNSPEC)``. Needs root and ``ip``
+(iproute2); skipped with a note otherwise. ``--part 3`` runs only this part.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import shutil
 import socket
@@ -204,6 +218,94 @@ def run_part_two_with_private_hosts(args: argparse.Namespace) -> int:
         return subprocess.run(command, env=env, check=False).returncode
 
 
+TESTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
+
+REAL_DNS_NAME = "bench.lab.test"
+REAL_DNS_RECORDS = {
+    (REAL_DNS_NAME, "A"): ["10.77.0.1", "10.77.0.2"],
+    (REAL_DNS_NAME, "AAAA"): ["fd00:5eed::1", "fd00:5eed::2"],
+}
+
+# One measurement, run inside the namespace: argv is the name, "ours" or
+# "unspec", and "uvloop" or "asyncio". Prints the seconds to the first
+# address and to the end of the answer (the same for a single lookup).
+REAL_DNS_PROBE = """
+import asyncio, json, socket, sys
+from async_stagger.resolvers import concurrent_resolver
+
+name, way, flavour = sys.argv[1:4]
+
+async def main():
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    if way == "ours":
+        stream = concurrent_resolver(name, 80, type=socket.SOCK_STREAM)
+        addresses = [(await anext(stream))[4][0]]
+        first = loop.time() - start
+        addresses += [info[4][0] async for info in stream]
+    else:
+        infos = await loop.getaddrinfo(
+            name, 80, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM
+        )
+        addresses = [info[4][0] for info in infos]
+        first = loop.time() - start
+    done = loop.time() - start
+    print(json.dumps({"first": first, "done": done, "addresses": addresses}))
+
+if flavour == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+def real_dns_probe(namespace: Any, way: str, use_uvloop: bool) -> dict[str, Any]:
+    """Run one :data:`REAL_DNS_PROBE` inside *namespace*."""
+    argv = [REAL_DNS_NAME, way, "uvloop" if use_uvloop else "asyncio"]
+    code = f"import sys; sys.argv[1:] = {argv!r}\n" + REAL_DNS_PROBE
+    result = namespace.run_python(code, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"the {way} probe failed:\n{result.stderr}")
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def part_three(timeout: float, use_uvloop: bool) -> None:
+    """Part 1's scenarios through glibc and the lab's DNS server."""
+    sys.path.insert(0, TESTS_DIR)
+    from lab import Namespace, netns_unavailable_reason
+
+    resolver_timeout = max(1, math.ceil(timeout))
+    print()
+    print("Time to first address (real getaddrinfo, DNS server in a network")
+    print(f"namespace, A at once, resolv.conf timeout:{resolver_timeout} attempts:1)")
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        print(f"skipped: {reason}")
+        return
+    scenarios: list[tuple[str, dict[str, Any]]] = [
+        ("AAAA slow 1 s", {"delays": {"AAAA": 1.0}}),
+        ("AAAA lost", {"drop": {"AAAA"}}),
+        ("both fast", {}),
+    ]
+    print(
+        f"{'scenario':<18}{'concurrent_resolver':>22}{'(all addresses)':>18}"
+        f"{'getaddrinfo(UNSPEC)':>22}"
+    )
+    with Namespace.create() as namespace:
+        for name, behaviour in scenarios:
+            namespace.dns(
+                REAL_DNS_RECORDS, resolver_timeout=resolver_timeout, **behaviour
+            )
+            ours = real_dns_probe(namespace, "ours", use_uvloop)
+            theirs = real_dns_probe(namespace, "unspec", use_uvloop)
+            print(
+                f"{name:<18}{ours['first']:>20.4f} s{ours['done']:>16.4f} s"
+                f"{theirs['first']:>20.4f} s"
+            )
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.part in (0, 1):
         await part_one(args.timeout)
@@ -217,13 +319,18 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--uvloop", action="store_true")
-    parser.add_argument("--part", type=int, choices=(0, 1, 2), default=0)
+    parser.add_argument("--part", type=int, choices=(0, 1, 2, 3), default=0)
     arguments = parser.parse_args()
     if arguments.part == 2 and not os.environ.get(IN_PRIVATE_HOSTS):
         parser.error("part 2 runs only inside its private hosts file; omit --part")
     if arguments.uvloop and uvloop is None:
         parser.error("--uvloop: uvloop is not installed")
     run = uvloop.run if arguments.uvloop else asyncio.run
-    run(main(arguments))
+    if arguments.part in (0, 1, 2):
+        run(main(arguments))
+    status = 0
     if arguments.part == 0:
-        sys.exit(run_part_two_with_private_hosts(arguments))
+        status = run_part_two_with_private_hosts(arguments)
+    if arguments.part in (0, 3):
+        part_three(arguments.timeout, arguments.uvloop)
+    sys.exit(status)
