@@ -300,11 +300,39 @@ async def _loop_getaddrinfo(
     proto: int,
     flags: int,
 ) -> list[AddrInfo]:
+    if _loop_queues_lookups(loop):
+        # uvloop's getaddrinfo runs in libuv's thread pool, which allows only
+        # two lookups at a time: one unanswered AAAA query (RFC 8305 §3
+        # exists because they happen) would hold up every other host's
+        # lookups until glibc gives up on it. The loop's default executor,
+        # which asyncio's own loop.getaddrinfo uses, has no such limit.
+        return await loop.run_in_executor(
+            None, _blocking_getaddrinfo, host, port, family, type, proto, flags
+        )
     return list(
         await loop.getaddrinfo(
             host, port, family=family, type=type, proto=proto, flags=flags
         )
     )
+
+
+def _loop_queues_lookups(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether *loop*'s own ``getaddrinfo`` runs only a couple of lookups at
+    a time (uvloop's, in libuv's small thread pool)."""
+    return (
+        type(loop).__module__.partition(".")[0] == "uvloop"
+        # Its own method, not one a program (or a test) put on the instance.
+        and "getaddrinfo" not in getattr(loop, "__dict__", ())
+    )
+
+
+def _blocking_getaddrinfo(
+    host: Host, port: Port, family: int, type: int, proto: int, flags: int
+) -> list[AddrInfo]:
+    infos: list[AddrInfo] = socket.getaddrinfo(  # type: ignore[assignment]
+        host, port, family, type, proto, flags
+    )
+    return infos
 
 
 def _join_shared_lookup(
