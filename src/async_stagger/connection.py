@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import math
 import socket
 import ssl as _ssl
 from collections.abc import (
@@ -48,6 +47,7 @@ from collections.abc import (
 from typing import Any, TypeAlias
 
 from . import defaults
+from ._checks import check_seconds
 from .race import staggered_race
 from .resolvers import concurrent_resolver
 from .trace import TraceCallback, emit, tracing
@@ -139,16 +139,7 @@ def _check_int(name: str, value: object) -> None:
 
 
 def _check_delay(name: str, delay: object) -> float | None:
-    if delay is None:
-        return None
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise TypeError(
-            f"{name} must be a number of seconds or None,"
-            f" got {type(delay).__name__} {delay!r}"
-        )
-    if math.isnan(delay) or delay < 0:
-        raise ValueError(f"{name} must be a non-negative number, got {delay!r}")
-    return delay
+    return check_seconds(name, delay, allow_none=True)
 
 
 def _check_interleave(interleave: object) -> None:

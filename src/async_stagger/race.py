@@ -55,6 +55,8 @@ from collections.abc import (
 from types import CoroutineType
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from ._checks import check_seconds
+
 __all__ = ["AttemptFactory", "RaceResult", "staggered_race"]
 
 T = TypeVar("T")
@@ -78,20 +80,10 @@ _EAGER_START = sys.version_info >= (3, 12)
 
 def _check_delay(delay: float | None) -> float | None:
     """Validate the delay; infinity means the same as ``None``."""
-    if delay is None:
+    seconds = check_seconds("delay", delay, allow_none=True)
+    if seconds is not None and math.isinf(seconds):
         return None
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise TypeError(
-            f"delay must be a number of seconds or None, got {type(delay).__name__}"
-            f" {delay!r}"
-        )
-    if math.isnan(delay) or delay < 0:
-        raise ValueError(
-            f"delay must be a non-negative number of seconds, got {delay!r}"
-        )
-    if math.isinf(delay):
-        return None
-    return float(delay)
+    return seconds
 
 
 async def _anext(source: AsyncIterator[T]) -> T:

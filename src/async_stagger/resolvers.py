@@ -64,6 +64,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from functools import partial
 from typing import Any, TypeAlias
 
+from ._checks import check_seconds
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from .trace import emit, tracing_active
@@ -159,16 +160,9 @@ def _check_first_addr_family_count(count: object) -> int:
 
 
 def _check_resolution_delay(delay: object) -> float:
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise TypeError(
-            "resolution_delay must be a number of seconds,"
-            f" got {type(delay).__name__} {delay!r}"
-        )
-    if math.isnan(delay) or delay < 0:
-        raise ValueError(
-            f"resolution_delay must be a non-negative number of seconds, got {delay!r}"
-        )
-    return float(delay)
+    seconds = check_seconds("resolution_delay", delay, allow_none=False)
+    assert seconds is not None
+    return seconds
 
 
 def _check_callable(name: str, value: object) -> None:
