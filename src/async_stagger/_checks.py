@@ -4,6 +4,7 @@ functions, so that one kind of bad value gets one kind of message."""
 from __future__ import annotations
 
 import math
+import socket
 
 
 def check_seconds(name: str, value: object, *, allow_none: bool) -> float | None:
@@ -28,3 +29,32 @@ def check_seconds(name: str, value: object, *, allow_none: bool) -> float | None
             f"{name} must be a non-negative number of seconds, got {value!r}"
         )
     return float(value)
+
+
+def check_port(port: object) -> None:
+    """Reject what ``socket.getaddrinfo`` would reject, early and with the
+    value in the message, with the exception types the socket module uses:
+    ``OverflowError`` for an int out of range, ``socket.gaierror``
+    (``EAI_SERVICE``) for a numeric string out of range. Ports above 65535
+    are refused even where glibc would silently wrap them (70000 becoming
+    port 4464). Service names ("https") are left to ``getaddrinfo``.
+
+    Raises:
+        TypeError: *port* is not an int, str, bytes or None.
+        OverflowError: *port* is an int outside 0-65535.
+        socket.gaierror: *port* is a numeric string above 65535.
+    """
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int | str | bytes):
+        raise TypeError(
+            "port must be an int, a str, bytes or None,"
+            f" got {type(port).__name__} {port!r}"
+        )
+    if isinstance(port, int):
+        if not 0 <= port <= 65535:
+            raise OverflowError(f"port must be 0-65535, got {port!r}")
+        return
+    text = port.decode("ascii", "replace") if isinstance(port, bytes) else port
+    if text.isascii() and text.isdigit() and int(text) > 65535:
+        raise socket.gaierror(socket.EAI_SERVICE, f"port must be 0-65535, got {port!r}")

@@ -47,7 +47,7 @@ from collections.abc import (
 from typing import Any, TypeAlias
 
 from . import defaults
-from ._checks import check_seconds
+from ._checks import check_port, check_seconds
 from .race import staggered_race
 from .resolvers import concurrent_resolver
 from .trace import TraceCallback, emit, tracing
@@ -94,27 +94,6 @@ def _check_host(host: object) -> None:
         raise ValueError(f"host must not be empty, got {host!r}")
 
 
-def _check_port(port: object) -> None:
-    if port is None:
-        return
-    if isinstance(port, bool) or not isinstance(port, int | str | bytes):
-        raise TypeError(
-            "port must be an int, a str, bytes or None,"
-            f" got {type(port).__name__} {port!r}"
-        )
-    number: object = port
-    if isinstance(port, str | bytes):
-        text = port.decode("ascii", "replace") if isinstance(port, bytes) else port
-        if not text.strip().isdigit():
-            return  # a service name such as "https": getaddrinfo judges it
-        number = int(text)
-    # getaddrinfo() on Linux silently wraps ports above 65535 (70000 becomes
-    # 4464): refuse them here instead of connecting somewhere else.
-    assert isinstance(number, int)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port must be in range 0-65535, got {port!r}")
-
-
 def _check_target(
     host: object, port: object, family: object, proto: object, flags: object
 ) -> None:
@@ -124,7 +103,7 @@ def _check_target(
     if type(host) is not str or not host:
         _check_host(host)
     if type(port) is not int or not 0 <= port <= 65535:
-        _check_port(port)
+        check_port(port)
     if type(family) is not int:
         _check_int("family", family)
     if type(proto) is not int:
@@ -449,7 +428,7 @@ async def _resolve_local_addr(
     if not isinstance(local_addr, tuple | list) or len(local_addr) < 2:
         raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
     host, port = local_addr[0], local_addr[1]
-    _check_port(port)
+    check_port(port)
     infos = await loop.getaddrinfo(
         host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
     )
@@ -603,8 +582,10 @@ async def create_connected_sock(
             else one naming each address and its error.
         socket.gaierror: The host name could not be resolved.
         ExceptionGroup: Every attempt failed and *raise_exc_group* is true.
-        ValueError: *port* is out of range, *host* is empty or *delay* is
-            negative or NaN.
+        OverflowError: *port* is an int outside 0-65535 (as ``socket``
+            raises); a numeric string port out of range is a
+            ``socket.gaierror``.
+        ValueError: *host* is empty or *delay* is negative or NaN.
         TypeError: An argument has the wrong type.
 
     .. versionadded:: 1.0
@@ -767,8 +748,10 @@ async def create_connection(
             *all_errors*.
         ssl.SSLError: The TLS handshake failed.
         ValueError: Arguments that asyncio rejects (*server_hostname*
-            without *ssl*, *sock* together with *host*), *port* out of
-            range, empty *host*, negative or NaN delays, *interleave* < 1.
+            without *ssl*, *sock* together with *host*), empty *host*,
+            negative or NaN delays, *interleave* < 1.
+        OverflowError: *port* is an int outside 0-65535, as ``socket``
+            (and so asyncio) raises.
         TypeError: An argument of the wrong type, *ssl* with an
             :class:`ssl.SSLSocket` as *sock*.
         RuntimeError: *loop* is not the running event loop.
