@@ -919,6 +919,29 @@ async def test_shared_lookups_report_trace_events_to_each_resolution(monkeypatch
 
 
 @pytest.mark.virtual_clock
+async def test_a_shared_lookup_reports_to_the_tracer_of_each_resolution(monkeypatch):
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", CountingLoopLookup(0.01))
+    first: list[TraceEvent] = []
+    second: list[TraceEvent] = []
+
+    async def resolve(events: list[TraceEvent]) -> list[Any]:
+        with tracing(events.append):
+            return await pull_all(concurrent_resolver("h", 80))
+
+    await asyncio.gather(resolve(first), resolve(second))
+    for events in (first, second):
+        assert sorted((e.kind, e.family) for e in events) == sorted(
+            [
+                ("resolution_started", INET6),
+                ("resolution_started", INET),
+                ("resolution_answered", INET6),
+                ("resolution_answered", INET),
+            ]
+        )
+
+
+@pytest.mark.virtual_clock
 async def test_race_fed_by_the_resolver_closes_it_when_won():
     dns = FakeDNS({INET6: (0.01, V6), INET: (NEVER, None)})
     tried = []
