@@ -337,8 +337,16 @@ def sort_addresses(
     items = list(infos)
     if len(items) < 2:
         return items
-    keys = {id(info): _sort_key(info, source_address) for info in items}
-    return sorted(items, key=lambda info: keys[id(info)])
+    keys = [_sort_key(info, source_address) for info in items]
+    first = keys[0]
+    if all(key == first for key in keys):
+        # No rule prefers any destination (a name's addresses are often
+        # alike: one family, one scope): rule 10 keeps the order as it is.
+        return items
+    # Decorate, sort, undecorate: the position breaks ties (rule 10, a
+    # stable sort) before the 5-tuples themselves would be compared.
+    decorated = sorted([(key, at) for at, key in enumerate(keys)])
+    return [items[at] for _, at in decorated]
 
 
 def interleave(
@@ -377,11 +385,13 @@ def interleave(
             "first_addr_family_count must be at least 1,"
             f" got {first_addr_family_count!r}"
         )
+    first_family = infos[0][0] if infos else None
+    if all(info[0] == first_family for info in infos):
+        # One family (or none): nothing to alternate with, the order stays.
+        return list(infos)
     queues: dict[int, list[AddrInfo]] = {}
     for info in infos:
         queues.setdefault(info[0], []).append(info)
-    if not queues:
-        return []
     order = list(queues)  # families by first appearance
     result: list[AddrInfo] = []
     lead = order[0]

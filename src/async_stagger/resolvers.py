@@ -60,8 +60,16 @@ import builtins
 import contextvars
 import math
 import socket
+import sys
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
 from typing import Any, TypeAlias
 
 from ._checks import check_seconds
@@ -190,15 +198,19 @@ def _host_text(host: Host) -> str | None:
 
 
 def _is_ip_literal(host: str) -> bool:
-    # A zone ("%eth0") follows only IPv6 literals; inet_pton rejects it.
-    address = host.partition("%")[0] if ":" in host else host
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, address)
-        except (OSError, ValueError):
-            continue
-        return True
-    return False
+    if ":" in host:
+        # Only IPv6 literals have colons; a zone ("%eth0") may follow them,
+        # which inet_pton rejects.
+        family, address = socket.AF_INET6, host.partition("%")[0]
+    elif host[-1:].isdigit():
+        family, address = socket.AF_INET, host
+    else:
+        return False  # a name ("example.com"): every IPv4 literal ends in a digit
+    try:
+        socket.inet_pton(family, address)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _answer_directly(
@@ -389,10 +401,43 @@ def _start_lookup(
     key: _LookupKey,
 ) -> _SharedLookup:
     shared = _SharedLookup(table, key)
-    # An eager task factory may run the lookup to its end (settling it)
-    # right here, before create_task returns.
-    shared.task = loop.create_task(_run_lookup(shared, loop, getaddrinfo_async))
+    # The lookup's first step may run right here and even finish it
+    # (settling it) before the task is returned: see _lookup_task.
+    shared.task = _lookup_task(loop, _run_lookup(shared, loop, getaddrinfo_async))
     return shared
+
+
+if sys.version_info >= (3, 12):
+    _BASE_CREATE_TASK = asyncio.BaseEventLoop.create_task
+
+    def _lookup_task(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, list[AddrInfo]],
+    ) -> asyncio.Task[list[AddrInfo]]:
+        """A task for a lookup, started eagerly where the loop allows.
+
+        The first step of a lookup only hands the query to the executor (or
+        to a DNS library); taking it at once, in the resolving task, sends
+        the query one pass of the event loop sooner and, when the answer is
+        immediate (a cache, a hosts-file answer), spares the loop passes
+        that would deliver it. A loop with a task factory, or with its own
+        ``create_task``, gets its way.
+        """
+        if (
+            loop.get_task_factory() is None
+            and builtins.type(loop).create_task is _BASE_CREATE_TASK
+        ):
+            return asyncio.Task(coro, loop=loop, eager_start=True)
+        return loop.create_task(coro)
+
+else:
+
+    def _lookup_task(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, list[AddrInfo]],
+    ) -> asyncio.Task[list[AddrInfo]]:
+        """A task for a lookup (Python 3.11 has no eager start)."""
+        return loop.create_task(coro)
 
 
 async def _run_lookup(
@@ -537,8 +582,10 @@ class _FamilyLookup:
         "infos",
     )
 
-    def __init__(self, family: int, host: Host, notify: Callable[[], None]) -> None:
-        self.family = socket.AddressFamily(family)
+    def __init__(
+        self, family: socket.AddressFamily, host: Host, notify: Callable[[], None]
+    ) -> None:
+        self.family = family
         self.host = host
         self.finished = False
         self.infos: list[AddrInfo] = []
