@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -78,6 +79,8 @@ AddrInfo: TypeAlias = tuple[
 SourceAddressLookup: TypeAlias = Callable[
     [int, tuple[Any, ...]], tuple[Any, ...] | None
 ]
+
+_family_of = operator.itemgetter(0)
 
 # RFC 6724 §3.1 scope values (the multicast scope field of RFC 4291 §2.7).
 SCOPE_LINK_LOCAL = 0x2
@@ -338,8 +341,7 @@ def sort_addresses(
     if len(items) < 2:
         return items
     keys = [_sort_key(info, source_address) for info in items]
-    first = keys[0]
-    if all(key == first for key in keys):
+    if keys.count(keys[0]) == len(keys):
         # No rule prefers any destination (a name's addresses are often
         # alike: one family, one scope): rule 10 keeps the order as it is.
         return items
@@ -385,8 +387,7 @@ def interleave(
             "first_addr_family_count must be at least 1,"
             f" got {first_addr_family_count!r}"
         )
-    first_family = infos[0][0] if infos else None
-    if all(info[0] == first_family for info in infos):
+    if len(set(map(_family_of, infos))) <= 1:
         # One family (or none): nothing to alternate with, the order stays.
         return list(infos)
     queues: dict[int, list[AddrInfo]] = {}

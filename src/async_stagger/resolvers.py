@@ -1072,10 +1072,10 @@ async def _concurrent(
         # outlive the iterator, and none may leave an exception unretrieved.
         stopping = [lookup.abandon() for lookup in lookups]
         running = [future for future in stopping if future is not None]
-        if all(future.done() for future in running):
-            # The usual case: both lookups are over. Nothing to wait for.
-            for future in running:
-                if not future.cancelled():
-                    future.exception()
-        else:
-            await _wait_until_done(running)
+        for future in running:
+            if not future.done():
+                await _wait_until_done(running)
+                break
+            # The usual case: the lookup is over. Nothing to wait for.
+            if not future.cancelled():
+                future.exception()
