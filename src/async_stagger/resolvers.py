@@ -328,34 +328,16 @@ def _forget(
         del table[key]
 
 
-async def _loop_getaddrinfo(
-    loop: asyncio.AbstractEventLoop,
-    host: Host,
-    port: Port,
-    family: int,
-    type: int,
-    proto: int,
-    flags: int,
-) -> list[AddrInfo]:
-    if _loop_queues_lookups(loop):
-        # uvloop's getaddrinfo runs in libuv's thread pool, which allows only
-        # two lookups at a time: one unanswered AAAA query (RFC 8305 §3
-        # exists because they happen) would hold up every other host's
-        # lookups until glibc gives up on it. The loop's default executor,
-        # which asyncio's own loop.getaddrinfo uses, has no such limit.
-        return await loop.run_in_executor(
-            None, _blocking_getaddrinfo, host, port, family, type, proto, flags
-        )
-    return list(
-        await loop.getaddrinfo(
-            host, port, family=family, type=type, proto=proto, flags=flags
-        )
-    )
-
-
 def _loop_queues_lookups(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether *loop*'s own ``getaddrinfo`` runs only a couple of lookups at
-    a time (uvloop's, in libuv's small thread pool)."""
+    a time (uvloop's, in libuv's small thread pool).
+
+    uvloop's getaddrinfo runs in libuv's thread pool, which allows only two
+    lookups at a time: one unanswered AAAA query (RFC 8305 §3 exists because
+    they happen) would hold up every other host's lookups until glibc gives
+    up on it. The loop's default executor, which asyncio's own
+    loop.getaddrinfo uses, has no such limit.
+    """
     return (
         type(loop).__module__.partition(".")[0] == "uvloop"
         # Its own method, not one a program (or a test) put on the instance.
@@ -447,13 +429,19 @@ async def _run_lookup(
 ) -> list[AddrInfo]:
     host, port, family, type, proto, flags = shared.key
     try:
-        if getaddrinfo_async is None:
-            infos = await _loop_getaddrinfo(
-                loop, host, port, family, type, proto, flags
+        if getaddrinfo_async is not None:
+            infos = list(
+                await getaddrinfo_async(
+                    host, port, family=family, type=type, proto=proto, flags=flags
+                )
+            )
+        elif _loop_queues_lookups(loop):
+            infos = await loop.run_in_executor(
+                None, _blocking_getaddrinfo, host, port, family, type, proto, flags
             )
         else:
             infos = list(
-                await getaddrinfo_async(
+                await loop.getaddrinfo(
                     host, port, family=family, type=type, proto=proto, flags=flags
                 )
             )
