@@ -286,7 +286,14 @@ class _SharedLookup:
             _forget(self.table, self.key, self)
         listeners, self.listeners = self.listeners, []
         for listener in listeners:
-            listener.answered(infos, error)
+            try:
+                listener.answered(infos, error)
+            except Exception as exc:  # a trace callback that raised
+                # Reported as a failing callback would be, and no other
+                # resolution sharing this lookup misses the answer.
+                self.task.get_loop().call_exception_handler(
+                    {"message": "error while reporting a lookup", "exception": exc}
+                )
 
     def leave(self) -> asyncio.Task[list[AddrInfo]] | None:
         """A waiter lost interest before the answer came. When it was the
@@ -624,9 +631,11 @@ class _FamilyLookup:
             self.infos = infos
         else:
             self.error = error
-        if self._context is not None:
-            self._context.run(self._trace_answer)
-        self._notify()
+        try:
+            if self._context is not None:
+                self._context.run(self._trace_answer)
+        finally:
+            self._notify()
 
     def _trace_answer(self) -> None:
         host = _host_text(self.host)
