@@ -919,6 +919,51 @@ async def test_shared_lookups_report_trace_events_to_each_resolution(monkeypatch
 
 
 @pytest.mark.virtual_clock
+async def test_a_shared_lookup_reports_to_the_tracer_of_each_resolution(monkeypatch):
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", CountingLoopLookup(0.01))
+    first: list[TraceEvent] = []
+    second: list[TraceEvent] = []
+
+    async def resolve(events: list[TraceEvent]) -> list[Any]:
+        with tracing(events.append):
+            return await pull_all(concurrent_resolver("h", 80))
+
+    await asyncio.gather(resolve(first), resolve(second))
+    for events in (first, second):
+        assert sorted((e.kind, e.family) for e in events) == sorted(
+            [
+                ("resolution_started", INET6),
+                ("resolution_started", INET),
+                ("resolution_answered", INET6),
+                ("resolution_answered", INET),
+            ]
+        )
+
+
+@pytest.mark.virtual_clock
+async def test_a_raising_tracer_costs_no_resolution_sharing_the_lookup_its_answer(
+    monkeypatch,
+):
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", CountingLoopLookup(0.01))
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+
+    def broken(event: TraceEvent) -> None:
+        if event.kind == "resolution_answered":
+            raise RuntimeError("the tracer broke")
+
+    async def traced() -> list[Any]:
+        with tracing(broken):
+            return await pull_all(concurrent_resolver("h", 80))
+
+    results = await asyncio.gather(traced(), pull_all(concurrent_resolver("h", 80)))
+    assert results == [at(0.01, "192.0.2.1")] * 2
+    assert [type(r["exception"]) for r in reported] == [RuntimeError] * 2
+
+
+@pytest.mark.virtual_clock
 async def test_race_fed_by_the_resolver_closes_it_when_won():
     dns = FakeDNS({INET6: (0.01, V6), INET: (NEVER, None)})
     tried = []

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -78,6 +79,8 @@ AddrInfo: TypeAlias = tuple[
 SourceAddressLookup: TypeAlias = Callable[
     [int, tuple[Any, ...]], tuple[Any, ...] | None
 ]
+
+_family_of = operator.itemgetter(0)
 
 # RFC 6724 §3.1 scope values (the multicast scope field of RFC 4291 §2.7).
 SCOPE_LINK_LOCAL = 0x2
@@ -337,8 +340,15 @@ def sort_addresses(
     items = list(infos)
     if len(items) < 2:
         return items
-    keys = {id(info): _sort_key(info, source_address) for info in items}
-    return sorted(items, key=lambda info: keys[id(info)])
+    keys = [_sort_key(info, source_address) for info in items]
+    if keys.count(keys[0]) == len(keys):
+        # No rule prefers any destination (a name's addresses are often
+        # alike: one family, one scope): rule 10 keeps the order as it is.
+        return items
+    # Decorate, sort, undecorate: the position breaks ties (rule 10, a
+    # stable sort) before the 5-tuples themselves would be compared.
+    decorated = sorted([(key, at) for at, key in enumerate(keys)])
+    return [items[at] for _, at in decorated]
 
 
 def interleave(
@@ -377,11 +387,12 @@ def interleave(
             "first_addr_family_count must be at least 1,"
             f" got {first_addr_family_count!r}"
         )
+    if len(set(map(_family_of, infos))) <= 1:
+        # One family (or none): nothing to alternate with, the order stays.
+        return list(infos)
     queues: dict[int, list[AddrInfo]] = {}
     for info in infos:
         queues.setdefault(info[0], []).append(info)
-    if not queues:
-        return []
     order = list(queues)  # families by first appearance
     result: list[AddrInfo] = []
     lead = order[0]

@@ -57,11 +57,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import math
 import socket
+import sys
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from functools import partial
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Sequence,
+)
 from typing import Any, TypeAlias
 
 from ._checks import check_seconds
@@ -190,15 +198,19 @@ def _host_text(host: Host) -> str | None:
 
 
 def _is_ip_literal(host: str) -> bool:
-    # A zone ("%eth0") follows only IPv6 literals; inet_pton rejects it.
-    address = host.partition("%")[0] if ":" in host else host
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, address)
-        except (OSError, ValueError):
-            continue
-        return True
-    return False
+    if ":" in host:
+        # Only IPv6 literals have colons; a zone ("%eth0") may follow them,
+        # which inet_pton rejects.
+        family, address = socket.AF_INET6, host.partition("%")[0]
+    elif host[-1:].isdigit():
+        family, address = socket.AF_INET, host
+    else:
+        return False  # a name ("example.com"): every IPv4 literal ends in a digit
+    try:
+        socket.inet_pton(family, address)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _answer_directly(
@@ -229,21 +241,59 @@ def _answer_directly(
 
 
 class _SharedLookup:
-    """One ``loop.getaddrinfo`` call awaited by everybody who asked for the
-    same thing while it ran."""
+    """One lookup awaited by everybody who asked for the same thing while it
+    ran.
 
-    __slots__ = ("key", "table", "task", "waiters")
+    The coroutine doing the work (:func:`_run_lookup`) hands its outcome to
+    :meth:`settle` itself, as its last step, instead of the task announcing
+    it through done callbacks: those would cost one more pass of the event
+    loop, and one scheduled callback per listener, on every lookup.
+    """
+
+    __slots__ = (
+        "error",
+        "infos",
+        "key",
+        "listeners",
+        "settled",
+        "table",
+        "task",
+        "waiters",
+    )
+
+    task: asyncio.Task[list[AddrInfo]]
 
     def __init__(
-        self,
-        task: asyncio.Task[list[AddrInfo]],
-        table: dict[_LookupKey, _SharedLookup] | None,
-        key: _LookupKey,
+        self, table: dict[_LookupKey, _SharedLookup] | None, key: _LookupKey
     ) -> None:
-        self.task = task
         self.table = table
         self.key = key
         self.waiters = 0
+        self.settled = False
+        self.infos: list[AddrInfo] = []
+        self.error: BaseException | None = None
+        # The family lookups of concurrent resolutions waiting for the
+        # outcome (shared_getaddrinfo's callers await the task instead).
+        self.listeners: list[_FamilyLookup] = []
+
+    def settle(self, infos: list[AddrInfo], error: BaseException | None) -> None:
+        """Record the outcome, stop offering the lookup to newcomers and
+        tell the listeners, all within the lookup task's last step."""
+        self.settled = True
+        self.infos = infos
+        self.error = error
+        if self.table is not None:
+            _forget(self.table, self.key, self)
+        listeners, self.listeners = self.listeners, []
+        for listener in listeners:
+            try:
+                listener.answered(infos, error)
+            except Exception as exc:  # a trace callback that raised
+                # Reported as a failing callback would be, and no other
+                # resolution sharing this lookup misses the answer.
+                self.task.get_loop().call_exception_handler(
+                    {"message": "error while reporting a lookup", "exception": exc}
+                )
 
     def leave(self) -> asyncio.Task[list[AddrInfo]] | None:
         """A waiter lost interest before the answer came. When it was the
@@ -285,34 +335,16 @@ def _forget(
         del table[key]
 
 
-async def _loop_getaddrinfo(
-    loop: asyncio.AbstractEventLoop,
-    host: Host,
-    port: Port,
-    family: int,
-    type: int,
-    proto: int,
-    flags: int,
-) -> list[AddrInfo]:
-    if _loop_queues_lookups(loop):
-        # uvloop's getaddrinfo runs in libuv's thread pool, which allows only
-        # two lookups at a time: one unanswered AAAA query (RFC 8305 §3
-        # exists because they happen) would hold up every other host's
-        # lookups until glibc gives up on it. The loop's default executor,
-        # which asyncio's own loop.getaddrinfo uses, has no such limit.
-        return await loop.run_in_executor(
-            None, _blocking_getaddrinfo, host, port, family, type, proto, flags
-        )
-    return list(
-        await loop.getaddrinfo(
-            host, port, family=family, type=type, proto=proto, flags=flags
-        )
-    )
-
-
 def _loop_queues_lookups(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether *loop*'s own ``getaddrinfo`` runs only a couple of lookups at
-    a time (uvloop's, in libuv's small thread pool)."""
+    a time (uvloop's, in libuv's small thread pool).
+
+    uvloop's getaddrinfo runs in libuv's thread pool, which allows only two
+    lookups at a time: one unanswered AAAA query (RFC 8305 §3 exists because
+    they happen) would hold up every other host's lookups until glibc gives
+    up on it. The loop's default executor, which asyncio's own
+    loop.getaddrinfo uses, has no such limit.
+    """
     return (
         type(loop).__module__.partition(".")[0] == "uvloop"
         # Its own method, not one a program (or a test) put on the instance.
@@ -344,15 +376,87 @@ def _join_shared_lookup(
     table = _in_flight_table(loop)
     shared = table.get(key) if table is not None else None
     if shared is None:
-        task = loop.create_task(
-            _loop_getaddrinfo(loop, host, port, family, type, proto, flags)
-        )
-        shared = _SharedLookup(task, table, key)
-        if table is not None and not task.done():
+        shared = _start_lookup(loop, None, table, key)
+        if table is not None and not shared.settled:
             table[key] = shared
-            task.add_done_callback(partial(_forget_on_done, table, key, shared))
     shared.waiters += 1
     return shared
+
+
+def _start_lookup(
+    loop: asyncio.AbstractEventLoop,
+    getaddrinfo_async: GetaddrinfoAsync | None,
+    table: dict[_LookupKey, _SharedLookup] | None,
+    key: _LookupKey,
+) -> _SharedLookup:
+    shared = _SharedLookup(table, key)
+    # The lookup's first step may run right here and even finish it
+    # (settling it) before the task is returned: see _lookup_task.
+    shared.task = _lookup_task(loop, _run_lookup(shared, loop, getaddrinfo_async))
+    return shared
+
+
+if sys.version_info >= (3, 12):
+    _BASE_CREATE_TASK = asyncio.BaseEventLoop.create_task
+
+    def _lookup_task(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, list[AddrInfo]],
+    ) -> asyncio.Task[list[AddrInfo]]:
+        """A task for a lookup, started eagerly where the loop allows.
+
+        The first step of a lookup only hands the query to the executor (or
+        to a DNS library); taking it at once, in the resolving task, sends
+        the query one pass of the event loop sooner and, when the answer is
+        immediate (a cache, a hosts-file answer), spares the loop passes
+        that would deliver it. A loop with a task factory, or with its own
+        ``create_task``, gets its way.
+        """
+        if (
+            loop.get_task_factory() is None
+            and builtins.type(loop).create_task is _BASE_CREATE_TASK
+        ):
+            return asyncio.Task(coro, loop=loop, eager_start=True)
+        return loop.create_task(coro)
+
+else:
+
+    def _lookup_task(
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, list[AddrInfo]],
+    ) -> asyncio.Task[list[AddrInfo]]:
+        """A task for a lookup (Python 3.11 has no eager start)."""
+        return loop.create_task(coro)
+
+
+async def _run_lookup(
+    shared: _SharedLookup,
+    loop: asyncio.AbstractEventLoop,
+    getaddrinfo_async: GetaddrinfoAsync | None,
+) -> list[AddrInfo]:
+    host, port, family, type, proto, flags = shared.key
+    try:
+        if getaddrinfo_async is not None:
+            infos = list(
+                await getaddrinfo_async(
+                    host, port, family=family, type=type, proto=proto, flags=flags
+                )
+            )
+        elif _loop_queues_lookups(loop):
+            infos = await loop.run_in_executor(
+                None, _blocking_getaddrinfo, host, port, family, type, proto, flags
+            )
+        else:
+            infos = list(
+                await loop.getaddrinfo(
+                    host, port, family=family, type=type, proto=proto, flags=flags
+                )
+            )
+    except BaseException as exc:
+        shared.settle([], exc)
+        raise
+    shared.settle(infos, None)
+    return infos
 
 
 async def shared_getaddrinfo(
@@ -397,15 +501,6 @@ async def shared_getaddrinfo(
         if abandoned is not None:
             await _wait_until_done([abandoned])
         raise
-
-
-def _forget_on_done(
-    table: dict[_LookupKey, _SharedLookup],
-    key: _LookupKey,
-    shared: _SharedLookup,
-    _: object,
-) -> None:
-    _forget(table, key, shared)
 
 
 async def _wait_until_done(tasks: Sequence[asyncio.Future[Any]]) -> None:
@@ -459,34 +554,20 @@ async def _lookup(
     return infos
 
 
-async def _call_lookup(
-    getaddrinfo_async: GetaddrinfoAsync,
-    host: Host,
-    port: Port,
-    family: int,
-    type: int,
-    proto: int,
-    flags: int,
-) -> list[AddrInfo]:
-    return list(
-        await getaddrinfo_async(
-            host, port, family=family, type=type, proto=proto, flags=flags
-        )
-    )
-
-
 class _FamilyLookup:
     """One family's lookup within one concurrent resolution.
 
-    No task of its own: it hangs a callback on the future doing the work
-    (the shared ``loop.getaddrinfo`` task, or a task running a custom
-    ``getaddrinfo_async``), records the outcome, reports it to the tracer and
-    nudges the resolution. Under a burst of connections that is the
-    difference between keeping up with asyncio's single lookup and not.
+    No task of its own: it listens to the :class:`_SharedLookup` doing the
+    work (the shared ``loop.getaddrinfo`` lookup, or one running a custom
+    ``getaddrinfo_async`` for this resolution alone), which calls
+    :meth:`answered` as soon as the answer is in; that records the outcome,
+    reports it to the tracer and nudges the resolution. Under a burst of
+    connections that is the difference between keeping up with asyncio's
+    single lookup and not.
     """
 
     __slots__ = (
-        "_future",
+        "_context",
         "_notify",
         "_shared",
         "error",
@@ -496,15 +577,20 @@ class _FamilyLookup:
         "infos",
     )
 
-    def __init__(self, family: int, host: Host, notify: Callable[[], None]) -> None:
-        self.family = socket.AddressFamily(family)
+    def __init__(
+        self, family: socket.AddressFamily, host: Host, notify: Callable[[], None]
+    ) -> None:
+        self.family = family
         self.host = host
         self.finished = False
         self.infos: list[AddrInfo] = []
         self.error: Exception | None = None
         self._notify = notify
-        self._future: asyncio.Future[list[AddrInfo]] | None = None
         self._shared: _SharedLookup | None = None
+        # The answer may arrive in another resolution's lookup task (the
+        # lookup is shared): its trace events belong to this resolution's
+        # tracer, so they are reported in this context.
+        self._context = contextvars.copy_context() if tracing_active() else None
 
     def start(
         self,
@@ -515,41 +601,44 @@ class _FamilyLookup:
         proto: int,
         flags: int,
     ) -> None:
-        emit("resolution_started", host=_host_text(self.host), family=self.family)
-        future: asyncio.Future[list[AddrInfo]]
         if getaddrinfo_async is None:
-            self._shared = _join_shared_lookup(
+            shared = _join_shared_lookup(
                 loop, self.host, port, self.family, type, proto, flags
             )
-            future = self._shared.task
         else:
-            future = loop.create_task(
-                _call_lookup(
-                    getaddrinfo_async, self.host, port, self.family, type, proto, flags
-                )
-            )
-        self._future = future
-        if future.done():  # an eager task factory, or an instant answer
-            self._finish(future)
+            key: _LookupKey = (self.host, port, self.family, type, proto, flags)
+            shared = _start_lookup(loop, getaddrinfo_async, None, key)
+            shared.waiters = 1
+        self._shared = shared
+        if shared.settled:  # an eager task factory, or an instant answer
+            self.answered(shared.infos, shared.error)
         else:
-            future.add_done_callback(self._finish)
+            shared.listeners.append(self)
 
-    def _finish(self, future: asyncio.Future[list[AddrInfo]]) -> None:
+    def answered(self, infos: list[AddrInfo], error: BaseException | None) -> None:
+        """The lookup is over: record *infos* or *error*, trace, and wake
+        the resolution."""
         if self.finished:
             return
+        if error is not None and not isinstance(error, Exception):
+            if not isinstance(error, asyncio.CancelledError):
+                return  # KeyboardInterrupt and friends stop the loop anyway
+            # Only a lookup that cancelled itself gets here: abandoning one
+            # stops listening first.
+            error = OSError(f"the {self.family.name} lookup was cancelled")
         self.finished = True
-        host = _host_text(self.host)
-        if future.cancelled():
-            # Only a lookup that cancelled itself gets here.
-            self.error = OSError(f"the {self.family.name} lookup was cancelled")
+        if error is None:
+            self.infos = infos
         else:
-            error = future.exception()
-            if error is None:
-                self.infos = future.result()
-            elif isinstance(error, Exception):
-                self.error = error
-            else:  # pragma: no cover - KeyboardInterrupt and friends
-                raise error
+            self.error = error
+        try:
+            if self._context is not None:
+                self._context.run(self._trace_answer)
+        finally:
+            self._notify()
+
+    def _trace_answer(self) -> None:
+        host = _host_text(self.host)
         if self.error is None:
             emit(
                 "resolution_answered",
@@ -559,26 +648,24 @@ class _FamilyLookup:
             )
         else:
             emit("resolution_failed", host=host, family=self.family, error=self.error)
-        self._notify()
 
     def abandon(self) -> asyncio.Future[Any] | None:
         """Stop waiting for the answer; cancel the lookup unless somebody
         else still waits for it. Returns the future to wait for until the
         lookup has stopped, if any."""
-        future = self._future
-        if future is None:
+        shared = self._shared
+        if shared is None:
             return None
+        future = shared.task
         if self.finished:
             return future  # done: waiting only marks its exception retrieved
         self.finished = True
-        future.remove_done_callback(self._finish)
-        if self._shared is not None:
-            abandoned = self._shared.leave()
-            if abandoned is None and future.done() and not future.cancelled():
-                future.exception()  # answered; our callback never ran
-            return abandoned
-        future.cancel()
-        return future
+        if self in shared.listeners:
+            shared.listeners.remove(self)
+        abandoned = shared.leave()
+        if abandoned is None and future.done() and not future.cancelled():
+            future.exception()  # answered; our callback never ran
+        return abandoned
 
 
 def _emit_direct_answer(host: Host, infos: list[AddrInfo]) -> None:
@@ -913,6 +1000,9 @@ async def _concurrent(
     ipv4 = _FamilyLookup(socket.AF_INET, host, notify)
     lookups = (ipv6, ipv4)
     try:
+        if tracing_active():
+            for lookup in lookups:
+                emit("resolution_started", host=_host_text(host), family=lookup.family)
         for lookup in lookups:
             lookup.start(loop, getaddrinfo_async, port, type, proto, flags)
 
@@ -937,35 +1027,36 @@ async def _concurrent(
         # what was handed out stays handed out.
         seen: set[tuple[Any, ...]] = set()
         handed_out: list[int] = []  # families, in order
-        merged: set[int] = set()  # families whose answer is in the list
+        # Lookups whose answer is not in the list yet.
+        unmerged = list(lookups)
 
         # Addresses known but not handed out, each family in its own
         # getaddrinfo order, families in the order they answered: the
         # "original order" of RFC 6724 rule 10.
         not_tried: list[AddrInfo] = []
-
-        def reorder() -> list[AddrInfo]:
-            for lookup in lookups:
-                if lookup.finished and lookup.family not in merged:
-                    merged.add(lookup.family)
-                    not_tried.extend(_unique(lookup.infos, seen))
-            return _order(not_tried, sorter, first_addr_family_count, handed_out)
-
-        tail = reorder()
+        tail: list[AddrInfo] = []  # not_tried, in the order to try them
         while True:
-            if any(
-                lookup.finished and lookup.family not in merged for lookup in lookups
-            ):
-                tail = reorder()
+            if unmerged[0].finished or (len(unmerged) > 1 and unmerged[1].finished):
+                for lookup in [lookup for lookup in unmerged if lookup.finished]:
+                    unmerged.remove(lookup)
+                    not_tried.extend(_unique(lookup.infos, seen))
+                tail = _order(not_tried, sorter, first_addr_family_count, handed_out)
+                # Handed out from the front: reversed, each pop is cheap.
+                tail.reverse()
+                if not unmerged:
+                    break  # every answer is in; no more reordering
             if tail:
-                info = tail.pop(0)
+                info = tail.pop()
                 not_tried.remove(info)
                 handed_out.append(info[0])
                 yield info
                 continue
-            if ipv6.finished and ipv4.finished:
-                break
             await wait()
+        # Both answers are in: the rest of the order is final.
+        while tail:
+            info = tail.pop()
+            handed_out.append(info[0])
+            yield info
 
         if not handed_out:
             raise _both_failed(
@@ -977,4 +1068,11 @@ async def _concurrent(
         # Closed early (the race was won), cancelled, or done: no lookup may
         # outlive the iterator, and none may leave an exception unretrieved.
         stopping = [lookup.abandon() for lookup in lookups]
-        await _wait_until_done([future for future in stopping if future is not None])
+        running = [future for future in stopping if future is not None]
+        for future in running:
+            if not future.done():
+                await _wait_until_done(running)
+                break
+            # The usual case: the lookup is over. Nothing to wait for.
+            if not future.cancelled():
+                future.exception()
