@@ -72,7 +72,7 @@ from collections.abc import (
 )
 from typing import Any, TypeAlias
 
-from ._checks import check_seconds
+from ._checks import check_port, check_seconds
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from .trace import emit, tracing_active
@@ -111,26 +111,6 @@ def _check_host(host: object) -> None:
         raise TypeError(
             f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
         )
-
-
-def _check_port(port: object) -> None:
-    """Reject what ``socket.getaddrinfo`` would reject, but early and with
-    the value in the message. Out-of-range numbers are rejected where glibc
-    would silently wrap them (70000 becoming port 4464)."""
-    if port is None:
-        return
-    if isinstance(port, bool) or not isinstance(port, int | str | bytes):
-        raise TypeError(
-            "port must be an int, a str, bytes or None,"
-            f" got {type(port).__name__} {port!r}"
-        )
-    if isinstance(port, int):
-        if not 0 <= port <= 65535:
-            raise OverflowError(f"port must be 0-65535, got {port!r}")
-        return
-    text = port.decode("ascii", "replace") if isinstance(port, bytes) else port
-    if text.isascii() and text.isdigit() and int(text) > 65535:
-        raise socket.gaierror(socket.EAI_SERVICE, f"port must be 0-65535, got {port!r}")
 
 
 def _check_lookup_arguments(
@@ -789,7 +769,7 @@ def basic_resolver(
        validates its arguments; new ``getaddrinfo_async`` and ``sort``.
     """
     _check_host(host)
-    _check_port(port)
+    check_port(port)
     _check_lookup_arguments(family, type, proto, flags)
     count = _check_first_addr_family_count(first_addr_family_count)
     _check_callable("getaddrinfo_async", getaddrinfo_async)
@@ -912,7 +892,7 @@ def concurrent_resolver(
        validates its arguments; new ``getaddrinfo_async`` and ``sort``.
     """
     _check_host(host)
-    _check_port(port)
+    check_port(port)
     _check_lookup_arguments(family, type, proto, flags)
     delay = _check_resolution_delay(resolution_delay)
     count = _check_first_addr_family_count(first_addr_family_count)
