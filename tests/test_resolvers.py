@@ -1120,3 +1120,33 @@ def test_resolvers_module_exports_the_04_names():
     assert resolvers.AddrInfo is not None
     assert callable(resolvers.basic_resolver)
     assert callable(resolvers.concurrent_resolver)
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.2", "10.1.2.3", "0.0.0.0", "255.255.255.255", b"192.0.2.7"]
+)
+@pytest.mark.parametrize("port", [0, 80, 65535])
+@pytest.mark.parametrize(
+    ("family", "proto", "flags"),
+    [
+        (0, 0, 0),
+        (socket.AF_INET, 0, 0),
+        (0, socket.IPPROTO_TCP, 0),
+        (0, 0, socket.AI_NUMERICHOST),
+    ],
+)
+def test_ipv4_literal_answer_is_exactly_what_getaddrinfo_gives(
+    host, port, family, proto, flags
+):
+    # The commonest literal is answered without calling getaddrinfo: the
+    # answer must not drift from the system's, value or type.
+    ours = resolvers._answer_directly(host, port, family, STREAM, proto, flags)
+    text = host.decode() if isinstance(host, bytes) else host
+    system = socket.getaddrinfo(
+        text, port, family, STREAM, proto, flags | socket.AI_NUMERICHOST
+    )
+    assert ours == system
+    assert [tuple(map(type, info)) for info in ours] == [
+        tuple(map(type, info)) for info in system
+    ]
+    assert [type(info[4][1]) for info in ours] == [int]

@@ -177,7 +177,8 @@ def _host_text(host: Host) -> str | None:
 # -- the fast path: literals and host=None ---------------------------------------
 
 
-def _is_ip_literal(host: str) -> bool:
+def _literal_family(host: str) -> int:
+    """``AF_INET`` or ``AF_INET6`` for an IP literal, 0 for anything else."""
     if ":" in host:
         # Only IPv6 literals have colons; a zone ("%eth0") may follow them,
         # which inet_pton rejects.
@@ -185,12 +186,12 @@ def _is_ip_literal(host: str) -> bool:
     elif host[-1:].isdigit():
         family, address = socket.AF_INET, host
     else:
-        return False  # a name ("example.com"): every IPv4 literal ends in a digit
+        return 0  # a name ("example.com"): every IPv4 literal ends in a digit
     try:
         socket.inet_pton(family, address)
     except (OSError, ValueError):
-        return False
-    return True
+        return 0
+    return family
 
 
 def _answer_directly(
@@ -200,16 +201,40 @@ def _answer_directly(
     *host* is a name that needs looking up.
 
     ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
-    so calling it in the loop's thread is as quick as parsing the literal
-    ourselves, and it does the rest exactly as the system would: zone names
-    to scope ids, service names, a literal of the wrong family refused with
-    the usual ``gaierror``.
+    and it does everything exactly as the system would: zone names to scope
+    ids, service names, a literal of the wrong family refused with the usual
+    ``gaierror``. Only the commonest call, a plain IPv4 literal with a port
+    number for a TCP connection, is answered without it, in the form
+    ``getaddrinfo`` gives (a test compares the two): that is every
+    connection to an IPv4 address, where the call and the conversion of its
+    answer would cost more than the rest of the resolution.
     """
     if host is not None:
         text = _host_text(host)
         assert text is not None
-        if not text.isascii() or not _is_ip_literal(text):
+        if not text.isascii():
             return None
+        literal_family = _literal_family(text)
+        if not literal_family:
+            return None
+        if (
+            literal_family == socket.AF_INET
+            and type == socket.SOCK_STREAM
+            and family in (0, socket.AF_INET)
+            and proto in (0, socket.IPPROTO_TCP)
+            and flags & ~socket.AI_NUMERICHOST == 0
+            and builtins.type(port) is int
+            and 0 <= port <= 65535
+        ):
+            return [
+                (
+                    socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    socket.IPPROTO_TCP,
+                    "",
+                    (text, port),
+                )
+            ]
         flags |= socket.AI_NUMERICHOST
         # As bytes: a str host goes through the (pure Python, slow) idna
         # codec first, pointless for a literal already known to be ASCII.
