@@ -308,16 +308,22 @@ class _Race(Generic[T]):
             if self.asynchronous:
                 return await self.source.__anext__()
             return next(self.source)
-        except (StopIteration, StopAsyncIteration):
-            pass
         except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # we are being cancelled, not the source
-            self.iter_exc = exc
-        self.exhausted = True
+            self._source_stopped(exc)
         return _EXHAUSTED
+
+    def _source_stopped(self, exc: BaseException) -> None:
+        """The source ended (Stop[Async]Iteration) or raised *exc*: pull no
+        more, and report a real error as ``aiter_exc``. A CancelledError
+        that is our own task being cancelled propagates instead."""
+        self.exhausted = True
+        if isinstance(exc, StopIteration | StopAsyncIteration):
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise exc  # we are being cancelled, not the source
+        self.iter_exc = exc
 
     async def _run_first(self, me: asyncio.Task[Any], factory: object) -> None:
         self.exceptions.append(_NOT_FINISHED)
@@ -362,11 +368,8 @@ class _Race(Generic[T]):
                         break
                 try:
                     factory = next(iterator)
-                except StopIteration:
-                    self.exhausted = True
                 except Exception as exc:
-                    self.iter_exc = exc
-                    self.exhausted = True
+                    self._source_stopped(exc)
                 else:
                     self._start(factory)
                 continue
@@ -401,15 +404,8 @@ class _Race(Generic[T]):
                                 continue
                             done, pull = pull, None
                             factory = done.result()
-                    except StopAsyncIteration:
-                        self.exhausted = True
                     except (Exception, asyncio.CancelledError) as exc:
-                        if isinstance(exc, asyncio.CancelledError):
-                            task = asyncio.current_task()
-                            if task is not None and task.cancelling():
-                                raise  # we are being cancelled, not the source
-                        self.iter_exc = exc
-                        self.exhausted = True
+                        self._source_stopped(exc)
                     else:
                         self._start(factory)
                     continue
