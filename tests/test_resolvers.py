@@ -1135,12 +1135,17 @@ def test_resolvers_module_exports_the_04_names():
         (0, 0, socket.AI_NUMERICHOST),
     ],
 )
-def test_ipv4_literal_answer_is_exactly_what_getaddrinfo_gives(
+async def test_ipv4_literal_answer_is_exactly_what_getaddrinfo_gives(
     host, port, family, proto, flags
 ):
     # The commonest literal is answered without calling getaddrinfo: the
     # answer must not drift from the system's, value or type.
-    ours = resolvers._answer_directly(host, port, family, STREAM, proto, flags)
+    ours = [
+        info
+        async for info in resolvers.concurrent_resolver(
+            host, port, family=family, type=STREAM, proto=proto, flags=flags
+        )
+    ]
     text = host.decode() if isinstance(host, bytes) else host
     system = socket.getaddrinfo(
         text, port, family, STREAM, proto, flags | socket.AI_NUMERICHOST

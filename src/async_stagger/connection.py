@@ -37,6 +37,8 @@ import asyncio
 import errno
 import socket
 import ssl as _ssl
+from functools import partial
+from operator import length_hint
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -48,9 +50,9 @@ from typing import Any, TypeAlias
 
 from . import defaults
 from ._checks import check_port, check_seconds
-from .race import staggered_race
+from .race import race_on_loop
 from .resolvers import concurrent_resolver
-from .trace import TraceCallback, emit, tracing
+from .trace import TraceCallback, emit, trace_callback, tracing
 
 __all__ = [
     "AddrInfo",
@@ -244,6 +246,11 @@ class _Attempts:
     def __aiter__(self) -> _Attempts:
         return self
 
+    def __length_hint__(self) -> int:
+        """Attempts left, as far as is known (PEP 424): the race arms no
+        delay timer when nothing is left to start."""
+        return len(self.pending) + length_hint(self.remote, 1)
+
     async def __anext__(self) -> Callable[[], Any]:
         if self.pending:
             info, local = self.pending.pop()
@@ -286,13 +293,15 @@ class _Attempts:
     ) -> Callable[[], Any]:
         index = len(self.addresses)
         self.addresses.append((info[4], local))
-        return lambda: self._connect(index, info, local)
+        return partial(self._connect, index, info, local)
 
     async def _connect(
         self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
     ) -> socket.socket:
         family, type_, proto, _, address = info
-        emit("attempt_started", index=index, address=address, local_address=local)
+        traced = trace_callback() is not None
+        if traced:
+            emit("attempt_started", index=index, address=address, local_address=local)
         live = self.live
         sock = None
         try:
@@ -315,15 +324,18 @@ class _Attempts:
             if sock is not None:
                 live.discard(sock)
                 sock.close()
-            emit("attempt_cancelled", index=index, address=address)
+            if traced:
+                emit("attempt_cancelled", index=index, address=address)
             raise
         except BaseException as exc:
             if sock is not None:
                 live.discard(sock)
                 sock.close()
-            emit("attempt_failed", index=index, address=address, error=exc)
+            if traced:
+                emit("attempt_failed", index=index, address=address, error=exc)
             raise
-        emit("attempt_succeeded", index=index, address=address, local_address=local)
+        if traced:
+            emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
 
 
@@ -510,7 +522,9 @@ async def _happy_eyeballs(
         attempts = _Attempts(loop, remote, locals_)
         winner: socket.socket | None = None
         try:
-            winner, _, exceptions, source_exc = await staggered_race(attempts, delay)
+            winner, _, exceptions, source_exc = await race_on_loop(
+                loop, attempts, delay
+            )
         finally:
             # The race closes its losers; this also catches a winner the race
             # dropped because we were cancelled just as it won.
@@ -526,8 +540,6 @@ async def _happy_eyeballs(
     except BaseException as exc:
         emit("connection_failed", error=exc)
         raise
-    # What asyncio gives its own sockets (its transports do the same).
-    winner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return winner
 
 
@@ -598,15 +610,20 @@ async def create_connected_sock(
         raise TypeError(f"resolver must be callable, got {resolver!r}")
     loop = asyncio.get_running_loop()
     if trace is None:
-        return await _happy_eyeballs(
+        sock = await _happy_eyeballs(
             loop, host, port, family, proto, flags, local_addrs, None, delay,
             resolver, raise_exc_group, None,
         )  # fmt: skip
-    with tracing(trace):
-        return await _happy_eyeballs(
-            loop, host, port, family, proto, flags, local_addrs, None, delay,
-            resolver, raise_exc_group, None,
-        )  # fmt: skip
+    else:
+        with tracing(trace):
+            sock = await _happy_eyeballs(
+                loop, host, port, family, proto, flags, local_addrs, None, delay,
+                resolver, raise_exc_group, None,
+            )  # fmt: skip
+    # What asyncio gives the sockets of its transports (which set it
+    # themselves on the sockets create_connection hands them).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _prepare(

@@ -44,6 +44,7 @@ import asyncio
 import inspect
 import math
 import sys
+from operator import length_hint
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -287,10 +288,15 @@ class _Race(Generic[T]):
         """
         self.source = source
         self.asynchronous = asynchronous
-        me = asyncio.current_task()
-        first = await self._pull_first()
-        if first is _EXHAUSTED:
+        try:
+            if asynchronous:
+                first = await source.__anext__()
+            else:
+                first = next(source)
+        except (Exception, asyncio.CancelledError) as exc:
+            self._source_stopped(exc)
             return
+        me = asyncio.current_task(self.loop)
         if me is None:  # pragma: no cover - awaited outside any task
             self._start(first)
         else:
@@ -303,15 +309,6 @@ class _Race(Generic[T]):
             else:
                 await self.drive_sync(source)
 
-    async def _pull_first(self) -> Any:
-        try:
-            if self.asynchronous:
-                return await self.source.__anext__()
-            return next(self.source)
-        except (Exception, asyncio.CancelledError) as exc:
-            self._source_stopped(exc)
-        return _EXHAUSTED
-
     def _source_stopped(self, exc: BaseException) -> None:
         """The source ended (Stop[Async]Iteration) or raised *exc*: pull no
         more, and report a real error as ``aiter_exc``. A CancelledError
@@ -320,7 +317,7 @@ class _Race(Generic[T]):
         if isinstance(exc, StopIteration | StopAsyncIteration):
             return
         if isinstance(exc, asyncio.CancelledError):
-            task = asyncio.current_task()
+            task = asyncio.current_task(self.loop)
             if task is not None and task.cancelling():
                 raise exc  # we are being cancelled, not the source
         self.iter_exc = exc
@@ -332,13 +329,15 @@ class _Race(Generic[T]):
         self.next_due = False
         delay = self.delay
         if delay is not None:
-            if delay > 0:
-                self.timer = self.loop.call_later(delay, self._delay_elapsed)
-            else:
+            if delay == 0:
                 # delay=0: everything starts at once, so later attempts must
                 # not wait for this one.
                 self.next_due = True
                 self._spawn_driver()
+            elif length_hint(self.source, 1) > 0:
+                self.timer = self.loop.call_later(delay, self._delay_elapsed)
+            # else: the source says nothing is left to start (PEP 424), so
+            # there is nothing for a timer to do.
         cancel_requests = me.cancelling()
         self.inline_task = me
         self.inline_running = True
@@ -425,6 +424,29 @@ class _Race(Generic[T]):
             self.timer.cancel()
             self.timer = None
         cancelled: asyncio.CancelledError | None = None
+        if self.tasks or self.driver is not None:
+            cancelled = await self._stop_tasks()
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+            except Exception as exc:
+                if self.iter_exc is None:
+                    self.iter_exc = exc
+        if _NOT_FINISHED in self.exceptions:
+            for index, outcome in enumerate(self.exceptions):
+                if outcome is _NOT_FINISHED:
+                    # Cancelled before its first step ever ran.
+                    self.exceptions[index] = asyncio.CancelledError()
+        if cancelled is not None:
+            raise cancelled
+
+    async def _stop_tasks(self) -> asyncio.CancelledError | None:
+        """Cancel every task still running and wait for all of them, even
+        when cancelled meanwhile; return that cancellation, if any."""
+        cancelled: asyncio.CancelledError | None = None
         if self.driver is not None and not self.driver.done():
             self.driver.cancel()
             self.tasks.append(self.driver)
@@ -440,21 +462,7 @@ class _Race(Generic[T]):
             except asyncio.CancelledError as exc:
                 cancelled = exc
             pending = [task for task in pending if not task.done()]
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except asyncio.CancelledError as exc:
-                cancelled = exc
-            except Exception as exc:
-                if self.iter_exc is None:
-                    self.iter_exc = exc
-        for index, outcome in enumerate(self.exceptions):
-            if outcome is _NOT_FINISHED:
-                # Cancelled before its first step ever ran.
-                self.exceptions[index] = asyncio.CancelledError()
-        if cancelled is not None:
-            raise cancelled
+        return cancelled
 
 
 async def staggered_race(
@@ -508,8 +516,24 @@ async def staggered_race(
        Accepts async iterables; validates its arguments; guarantees a single
        winner under eager task factories.
     """
-    checked_delay = _check_delay(delay)
-    loop = asyncio.get_running_loop()
+    return await race_on_loop(asyncio.get_running_loop(), coro_fns, delay)
+
+
+async def race_on_loop(
+    loop: asyncio.AbstractEventLoop,
+    coro_fns: Iterable[Callable[[], Awaitable[T]]]
+    | AsyncIterable[Callable[[], Awaitable[T]]],
+    delay: float | None,
+) -> RaceResult[T]:
+    """:func:`staggered_race` on *loop*, which must be the running loop.
+
+    For callers that already hold the running loop: looking it up again is
+    not free (on Python 3.11 it costs a ``getpid`` system call).
+    """
+    if delay is None or (type(delay) is float and 0.0 < delay < math.inf):
+        checked_delay = delay
+    else:
+        checked_delay = _check_delay(delay)
     race: _Race[T] = _Race(loop, checked_delay)
     source: Any
     asynchronous = hasattr(type(coro_fns), "__aiter__")

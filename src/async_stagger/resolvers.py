@@ -132,6 +132,11 @@ def _check_lookup_arguments(
         )
 
 
+# Argument types the quick check in concurrent_resolver lets through.
+_LOOKUP_FAMILIES = (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6)
+_INT_TYPES = frozenset({int, socket.SocketKind, socket.AddressFamily})
+
+
 def _type_name(value: object) -> str:
     return builtins.type(value).__name__
 
@@ -194,11 +199,25 @@ def _literal_family(host: str) -> int:
     return family
 
 
-def _answer_directly(
-    host: Host, port: Port, family: int, type: int, proto: int, flags: int
-) -> list[AddrInfo] | None:
-    """The addresses of an IP literal or of ``host=None``, or ``None`` when
-    *host* is a name that needs looking up.
+# Plain ints: arithmetic on the socket module's IntFlag members runs in Python.
+_ALL_BUT_NUMERICHOST = ~int(socket.AI_NUMERICHOST)
+_AI_NUMERICHOST = int(socket.AI_NUMERICHOST)
+_AF_INET = int(socket.AF_INET)
+_AF_INET6 = int(socket.AF_INET6)
+_SOCK_STREAM = int(socket.SOCK_STREAM)
+_IPPROTO_TCP = int(socket.IPPROTO_TCP)
+
+
+def _answer_literal(
+    text: str,
+    literal_family: int,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+) -> list[AddrInfo]:
+    """The addresses of the IP literal *text* (of *literal_family*).
 
     ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
     and it does everything exactly as the system would: zone names to scope
@@ -209,37 +228,129 @@ def _answer_directly(
     connection to an IPv4 address, where the call and the conversion of its
     answer would cost more than the rest of the resolution.
     """
-    if host is not None:
-        text = _host_text(host)
+    if (
+        literal_family == _AF_INET
+        and type == _SOCK_STREAM
+        and family in (0, _AF_INET)
+        and proto in (0, _IPPROTO_TCP)
+        and flags & _ALL_BUT_NUMERICHOST == 0
+        and builtins.type(port) is int
+        and 0 <= port <= 65535
+    ):
+        return [
+            (
+                socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (text, port),
+            )
+        ]
+    # As bytes: a str host goes through the (pure Python, slow) idna codec
+    # first, pointless for a literal already known to be ASCII.
+    return list(
+        socket.getaddrinfo(
+            text.encode("ascii"), port, family, type, proto, flags | _AI_NUMERICHOST
+        )
+    )
+
+
+class _DirectAnswer:
+    """The addresses of an IP literal or of ``host=None``, handed out one at
+    a time: an async iterator that needs no lookup, so no generator, task or
+    executor either. The answer is computed at the first ``__anext__``,
+    where a lookup would start, so its errors surface where a lookup's would.
+    """
+
+    __slots__ = ("_arguments", "_left")
+
+    def __init__(
+        self,
+        host: Host,
+        text: str | None,
+        literal_family: int,
+        port: Port,
+        family: int,
+        type: int,
+        proto: int,
+        flags: int,
+        sorter: SortAddresses | None,
+        first_addr_family_count: int,
+    ) -> None:
+        self._arguments = (
+            host, text, literal_family, port, family, type, proto, flags,
+            sorter, first_addr_family_count,
+        )  # fmt: skip
+        # Addresses not handed out yet, last first; None until answered.
+        self._left: list[AddrInfo] | None = None
+
+    def __aiter__(self) -> _DirectAnswer:
+        return self
+
+    async def __anext__(self) -> AddrInfo:
+        left = self._left
+        if left is None:
+            left = self._left = self._answer()
+        if left:
+            return left.pop()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Hand out nothing more (like an async generator's ``aclose``)."""
+        self._left = []
+
+    def __length_hint__(self) -> int:
+        """How many addresses are left (PEP 424); 1 before the answer: an
+        answer holds at least one address or raises."""
+        left = self._left
+        return 1 if left is None else len(left)
+
+    def _answer(self) -> list[AddrInfo]:
+        (
+            host, text, literal_family, port, family, type, proto, flags,
+            sorter, first_addr_family_count,
+        ) = self._arguments  # fmt: skip
+        if text is None:
+            infos = list(socket.getaddrinfo(None, port, family, type, proto, flags))
+        else:
+            infos = _answer_literal(
+                text, literal_family, port, family, type, proto, flags
+            )
+        _emit_direct_answer(host, infos)
+        if len(infos) > 1:
+            infos = _order(_unique(infos, set()), sorter, first_addr_family_count)
+        elif not infos:
+            raise _no_addresses(host)
+        infos.reverse()
+        return infos
+
+
+def _direct_answer(
+    host: Host,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+    sorter: SortAddresses | None,
+    first_addr_family_count: int,
+) -> _DirectAnswer | None:
+    """The answer for an IP literal or ``host=None``; None for a name."""
+    if host is None:
+        text = None
+        literal_family = 0
+    else:
+        text = host if builtins.type(host) is str else _host_text(host)
         assert text is not None
         if not text.isascii():
             return None
         literal_family = _literal_family(text)
         if not literal_family:
             return None
-        if (
-            literal_family == socket.AF_INET
-            and type == socket.SOCK_STREAM
-            and family in (0, socket.AF_INET)
-            and proto in (0, socket.IPPROTO_TCP)
-            and flags & ~socket.AI_NUMERICHOST == 0
-            and builtins.type(port) is int
-            and 0 <= port <= 65535
-        ):
-            return [
-                (
-                    socket.AF_INET,
-                    socket.SOCK_STREAM,
-                    socket.IPPROTO_TCP,
-                    "",
-                    (text, port),
-                )
-            ]
-        flags |= socket.AI_NUMERICHOST
-        # As bytes: a str host goes through the (pure Python, slow) idna
-        # codec first, pointless for a literal already known to be ASCII.
-        host = text.encode("ascii")
-    return list(socket.getaddrinfo(host, port, family, type, proto, flags))
+    return _DirectAnswer(
+        host, text, literal_family, port, family, type, proto, flags, sorter,
+        first_addr_family_count,
+    )  # fmt: skip
 
 
 # -- sharing identical lookups ------------------------------------------------------
@@ -799,6 +910,9 @@ def basic_resolver(
     count = _check_first_addr_family_count(first_addr_family_count)
     _check_callable("getaddrinfo_async", getaddrinfo_async)
     sorter = _sorter(sort)
+    direct = _direct_answer(host, port, family, type, proto, flags, sorter, count)
+    if direct is not None:
+        return direct
     return _basic(
         host,
         port,
@@ -823,11 +937,7 @@ async def _basic(
     getaddrinfo_async: GetaddrinfoAsync,
     sorter: SortAddresses | None,
 ) -> AsyncIterator[AddrInfo]:
-    infos = _answer_directly(host, port, family, type, proto, flags)
-    if infos is not None:
-        _emit_direct_answer(host, infos)
-    else:
-        infos = await _lookup(getaddrinfo_async, host, port, family, type, proto, flags)
+    infos = await _lookup(getaddrinfo_async, host, port, family, type, proto, flags)
     ordered = _order(_unique(infos, set()), sorter, first_addr_family_count)
     if not ordered:
         raise _no_addresses(host)
@@ -916,13 +1026,36 @@ def concurrent_resolver(
        sorts by RFC 6724, answers literals directly, drops duplicates,
        validates its arguments; new ``getaddrinfo_async`` and ``sort``.
     """
-    _check_host(host)
-    check_port(port)
-    _check_lookup_arguments(family, type, proto, flags)
-    delay = _check_resolution_delay(resolution_delay)
-    count = _check_first_addr_family_count(first_addr_family_count)
-    _check_callable("getaddrinfo_async", getaddrinfo_async)
-    sorter = _sorter(sort)
+    if (
+        # The common call, from the connection functions, checked in a few
+        # comparisons; anything else gets the full, explanatory checks.
+        builtins.type(host) is str
+        and builtins.type(port) is int
+        and 0 <= port <= 65535
+        and builtins.type(family) is int
+        and family in _LOOKUP_FAMILIES
+        and builtins.type(type) in _INT_TYPES
+        and builtins.type(proto) in _INT_TYPES
+        and builtins.type(flags) in _INT_TYPES
+        and resolution_delay is RESOLUTION_DELAY
+        and first_addr_family_count is FIRST_ADDRESS_FAMILY_COUNT
+        and getaddrinfo_async is None
+        and sort is True
+    ):
+        delay = resolution_delay
+        count = first_addr_family_count
+        sorter: SortAddresses | None = sort_addresses
+    else:
+        _check_host(host)
+        check_port(port)
+        _check_lookup_arguments(family, type, proto, flags)
+        delay = _check_resolution_delay(resolution_delay)
+        count = _check_first_addr_family_count(first_addr_family_count)
+        _check_callable("getaddrinfo_async", getaddrinfo_async)
+        sorter = _sorter(sort)
+    direct = _direct_answer(host, port, family, type, proto, flags, sorter, count)
+    if direct is not None:
+        return direct
     if family != socket.AF_UNSPEC:
         lookup = getaddrinfo_async or shared_getaddrinfo
         return _basic(host, port, family, type, proto, flags, count, lookup, sorter)
@@ -974,13 +1107,6 @@ async def _concurrent(
     getaddrinfo_async: GetaddrinfoAsync | None,
     sorter: SortAddresses | None,
 ) -> AsyncIterator[AddrInfo]:
-    direct = _answer_directly(host, port, socket.AF_UNSPEC, type, proto, flags)
-    if direct is not None:
-        _emit_direct_answer(host, direct)
-        for info in _order(_unique(direct, set()), sorter, first_addr_family_count):
-            yield info
-        return
-
     loop = asyncio.get_running_loop()
     wake: asyncio.Future[None] | None = None
 
