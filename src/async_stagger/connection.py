@@ -37,8 +37,6 @@ import asyncio
 import errno
 import socket
 import ssl as _ssl
-from functools import partial
-from operator import length_hint
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -46,6 +44,8 @@ from collections.abc import (
     Callable,
     Iterable,
 )
+from functools import partial
+from operator import length_hint
 from typing import Any, TypeAlias
 
 from . import defaults

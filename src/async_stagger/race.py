@@ -44,7 +44,6 @@ import asyncio
 import inspect
 import math
 import sys
-from operator import length_hint
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -53,6 +52,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
+from operator import length_hint
 from types import CoroutineType
 from typing import Any, Generic, TypeAlias, TypeVar
 
