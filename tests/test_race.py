@@ -710,12 +710,19 @@ def _well_separated(plan: list[tuple[str, float]], delay: float | None) -> bool:
     """True when no two events of the model coincide (ties are decided by the
     loop's internals, which the model does not describe)."""
     _, starts, _ = model(plan, delay)
-    events = list(starts[1:])
-    for (outcome, duration), start in zip(plan, starts, strict=False):
+    # Every start is caused by a failure or by the delay timer, so these are
+    # all the events; a timer runs out even when the model starts nothing
+    # then (an attempt won at that very moment: a tie too).
+    events = []
+    for index, ((outcome, duration), start) in enumerate(
+        zip(plan, starts, strict=False)
+    ):
         if outcome != "hang":
             events.append(start + duration)
-    events.sort()
-    return all(b - a > 1e-6 for a, b in itertools.pairwise(events))
+        if delay is not None and index < len(plan) - 1:
+            events.append(start + delay)
+    ordered = sorted(events)
+    return all(b - a > 1e-6 for a, b in itertools.pairwise(ordered))
 
 
 attempt_plans = st.lists(

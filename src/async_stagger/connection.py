@@ -82,6 +82,9 @@ SSLArg: TypeAlias = _ssl.SSLContext | bool | None
 LocalAddrs: TypeAlias = Iterable[tuple[Any, ...]] | AsyncIterable[tuple[Any, ...]]
 
 
+# ``type`` is a parameter name in some signatures here.
+_typeof = type
+
 # -- checking arguments ---------------------------------------------------------
 
 
@@ -779,11 +782,29 @@ async def create_connection(
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
-    running, tls, chosen_delay = _prepare(
-        loop, host, port, ssl, family, proto, flags, sock,
-        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
-        happy_eyeballs_delay, interleave, delay, resolver,
-    )  # fmt: skip
+    if (
+        # The commonest call, a host and a port, checked in a few
+        # comparisons; anything else goes through the full checks.
+        _typeof(host) is str
+        and host
+        and _typeof(port) is int
+        and 0 <= port <= 65535
+        and loop is ssl is sock is local_addr is server_hostname is None
+        and ssl_handshake_timeout is ssl_shutdown_timeout is None
+        and happy_eyeballs_delay is interleave is delay is None
+        and resolver is concurrent_resolver
+        and _typeof(family) is _typeof(proto) is _typeof(flags) is int
+    ):
+        running = asyncio.get_running_loop()
+        tls = None
+        chosen_delay = defaults.CONNECTION_ATTEMPT_DELAY
+    else:
+        running, tls, chosen_delay = _prepare(
+            loop, host, port, ssl, family, proto, flags, sock,
+            local_addr, server_hostname, ssl_handshake_timeout,
+            ssl_shutdown_timeout, happy_eyeballs_delay, interleave, delay,
+            resolver,
+        )  # fmt: skip
     if trace is None:
         return await _create_connection(
             running, protocol_factory, host, port, family, proto, flags, sock,
@@ -925,11 +946,28 @@ async def open_connection(
     if type(limit) is not int or limit <= 0:
         _check_int("limit", limit)
         raise ValueError(f"limit must be positive, got {limit!r}")
-    running, tls, chosen_delay = _prepare(
-        loop, host, port, ssl, family, proto, flags, sock,
-        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
-        happy_eyeballs_delay, interleave, delay, resolver,
-    )  # fmt: skip
+    if (
+        # As in create_connection: the commonest call, checked quickly.
+        _typeof(host) is str
+        and host
+        and _typeof(port) is int
+        and 0 <= port <= 65535
+        and loop is ssl is sock is local_addr is server_hostname is None
+        and ssl_handshake_timeout is ssl_shutdown_timeout is None
+        and happy_eyeballs_delay is interleave is delay is None
+        and resolver is concurrent_resolver
+        and _typeof(family) is _typeof(proto) is _typeof(flags) is int
+    ):
+        running = asyncio.get_running_loop()
+        tls = None
+        chosen_delay = defaults.CONNECTION_ATTEMPT_DELAY
+    else:
+        running, tls, chosen_delay = _prepare(
+            loop, host, port, ssl, family, proto, flags, sock,
+            local_addr, server_hostname, ssl_handshake_timeout,
+            ssl_shutdown_timeout, happy_eyeballs_delay, interleave, delay,
+            resolver,
+        )  # fmt: skip
     reader = asyncio.StreamReader(limit=limit, loop=running)
     protocol = asyncio.StreamReaderProtocol(reader, loop=running)
     if trace is None:

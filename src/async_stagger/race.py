@@ -49,6 +49,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Iterator,
 )
@@ -89,6 +90,21 @@ def _check_delay(delay: float | None) -> float | None:
 
 async def _anext(source: AsyncIterator[T]) -> T:
     return await source.__anext__()
+
+
+def _work(index: int, factory: object) -> Awaitable[Any]:
+    """Call an attempt's factory; refuse what cannot be awaited."""
+    if not callable(factory):
+        raise TypeError(
+            f"attempt {index}: expected a callable returning an awaitable,"
+            f" got {factory!r}"
+        )
+    work = factory()
+    if type(work) is not CoroutineType and not inspect.isawaitable(work):
+        raise TypeError(
+            f"attempt {index}: {factory!r} returned {work!r}, which is not awaitable"
+        )
+    return work  # type: ignore[no-any-return]
 
 
 class _Race(Generic[T]):
@@ -178,32 +194,27 @@ class _Race(Generic[T]):
 
     async def _attempt(self, index: int, factory: object) -> None:
         try:
-            if not callable(factory):
-                raise TypeError(
-                    f"attempt {index}: expected a callable returning an awaitable,"
-                    f" got {factory!r}"
-                )
-            work = factory()
-            if type(work) is not CoroutineType and not inspect.isawaitable(work):
-                raise TypeError(
-                    f"attempt {index}: {factory!r} returned {work!r},"
-                    " which is not awaitable"
-                )
-            result = await work
+            result = await _work(index, factory)
         except (Exception, asyncio.CancelledError) as exc:
-            # Swallowed here, reported in the race's result: a lost attempt
-            # must not surface as "Task exception was never retrieved".
-            self.exceptions[index] = exc
-            self.running -= 1
-            if self.winner_index is None:
-                if index == self.last_started:
-                    # RFC 8305 §5: the latest attempt failed, so start the
-                    # next one now instead of waiting out the delay.
-                    self.next_due = True
-                    self._wake()
-                elif self.running == 0:
-                    self._wake()
+            self._failed(index, exc)
             return
+        self._succeeded(index, result)
+
+    def _failed(self, index: int, exc: BaseException) -> None:
+        # Swallowed by the caller, reported in the race's result: a lost
+        # attempt must not surface as "Task exception was never retrieved".
+        self.exceptions[index] = exc
+        self.running -= 1
+        if self.winner_index is None:
+            if index == self.last_started:
+                # RFC 8305 §5: the latest attempt failed, so start the next
+                # one now instead of waiting out the delay.
+                self.next_due = True
+                self._wake()
+            elif self.running == 0:
+                self._wake()
+
+    def _succeeded(self, index: int, result: Any) -> None:
         self.running -= 1
         if self.winner_index is not None:
             # Only reachable when an attempt ignored its cancellation and
@@ -277,52 +288,87 @@ class _Race(Generic[T]):
         finally:
             self.wake = None
 
-    async def run(self, source: Any, asynchronous: bool) -> None:
-        """Run the race: the first attempt in this task, the rest as needed.
+    async def run(self, source: Any, asynchronous: bool) -> RaceResult[T]:
+        """Run the race to the end, clean up, and return its result.
 
-        The common case is that the first attempt wins (one address, or the
-        first one works). Running it directly in the caller's task, with no
-        task or wake-up future of its own, keeps that case as cheap as
-        awaiting the attempt alone; later attempts get tasks only when the
-        delay runs out or the first attempt fails.
+        Attempt 0 runs right here, in the caller's task; later ones get
+        tasks only when the delay runs out or attempt 0 fails. The common
+        case is that the first attempt wins (one address, or the first one
+        works): with no task, wake-up future or coroutine of its own around
+        the attempt, it costs little more than awaiting the attempt alone.
         """
         self.source = source
         self.asynchronous = asynchronous
         try:
-            if asynchronous:
-                first = await source.__anext__()
+            try:
+                if asynchronous:
+                    first = await source.__anext__()
+                else:
+                    first = next(source)
+            except (Exception, asyncio.CancelledError) as exc:
+                self._source_stopped(exc)
             else:
-                first = next(source)
-        except (Exception, asyncio.CancelledError) as exc:
-            self._source_stopped(exc)
-            return
-        me = asyncio.current_task(self.loop)
-        if me is None:  # pragma: no cover - awaited outside any task
-            self._start(first)
-        else:
-            await self._run_first(me, first)
-        if self.driver is not None:
-            await self.driver
-        elif self.winner_index is None:
-            if asynchronous:
-                await self.drive_async(source)
-            else:
-                await self.drive_sync(source)
+                me = asyncio.current_task(self.loop)
+                if me is None:  # pragma: no cover - awaited outside any task
+                    self._start(first)
+                else:
+                    self._start_first(me)
+                    cancel_requests = me.cancelling()
+                    try:
+                        result = await _work(0, first)
+                    except (Exception, asyncio.CancelledError) as exc:
+                        self._failed(0, exc)
+                    else:
+                        self._succeeded(0, result)
+                    finally:
+                        self.inline_running = False
+                        if self.cancelled_inline:
+                            self.cancelled_inline = False
+                            me.uncancel()
+                    if me.cancelling() > cancel_requests:
+                        # Somebody else cancelled us while attempt 0 ran
+                        # here; the attempt took the CancelledError, pass it
+                        # on.
+                        outcome = self.exceptions[0]
+                        if isinstance(outcome, asyncio.CancelledError):
+                            raise outcome
+                        raise asyncio.CancelledError()
+                if self.driver is not None:
+                    await self.driver
+                elif self.winner_index is None:
+                    if asynchronous:
+                        await self.drive_async(source)
+                    else:
+                        await self.drive_sync(source)
+        finally:
+            # Stop the timer, cancel and await whatever still runs, close
+            # the source. Keep going when cancelled meanwhile, then re-raise.
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            cancelled: asyncio.CancelledError | None = None
+            if self.tasks or self.driver is not None:
+                cancelled = await self._stop_tasks()
+            aclose = getattr(source, "aclose", None) if asynchronous else None
+            if aclose is not None:
+                try:
+                    await aclose()
+                except asyncio.CancelledError as exc:
+                    cancelled = exc
+                except Exception as exc:
+                    if self.iter_exc is None:
+                        self.iter_exc = exc
+            if _NOT_FINISHED in self.exceptions:
+                for index, outcome in enumerate(self.exceptions):
+                    if outcome is _NOT_FINISHED:
+                        # Cancelled before its first step ever ran.
+                        self.exceptions[index] = asyncio.CancelledError()
+            if cancelled is not None:
+                raise cancelled
+        return self.winner_result, self.winner_index, self.exceptions, self.iter_exc
 
-    def _source_stopped(self, exc: BaseException) -> None:
-        """The source ended (Stop[Async]Iteration) or raised *exc*: pull no
-        more, and report a real error as ``aiter_exc``. A CancelledError
-        that is our own task being cancelled propagates instead."""
-        self.exhausted = True
-        if isinstance(exc, StopIteration | StopAsyncIteration):
-            return
-        if isinstance(exc, asyncio.CancelledError):
-            task = asyncio.current_task(self.loop)
-            if task is not None and task.cancelling():
-                raise exc  # we are being cancelled, not the source
-        self.iter_exc = exc
-
-    async def _run_first(self, me: asyncio.Task[Any], factory: object) -> None:
+    def _start_first(self, me: asyncio.Task[Any]) -> None:
+        """Book attempt 0 as started in the caller's task *me*."""
         self.exceptions.append(_NOT_FINISHED)
         self.last_started = 0
         self.running = 1
@@ -338,23 +384,21 @@ class _Race(Generic[T]):
                 self.timer = self.loop.call_later(delay, self._delay_elapsed)
             # else: the source says nothing is left to start (PEP 424), so
             # there is nothing for a timer to do.
-        cancel_requests = me.cancelling()
         self.inline_task = me
         self.inline_running = True
-        try:
-            await self._attempt(0, factory)
-        finally:
-            self.inline_running = False
-            if self.cancelled_inline:
-                self.cancelled_inline = False
-                me.uncancel()
-        if me.cancelling() > cancel_requests:
-            # Somebody else cancelled us while attempt 0 ran here; the
-            # attempt took the CancelledError, pass it on.
-            outcome = self.exceptions[0]
-            if isinstance(outcome, asyncio.CancelledError):
-                raise outcome
-            raise asyncio.CancelledError()
+
+    def _source_stopped(self, exc: BaseException) -> None:
+        """The source ended (Stop[Async]Iteration) or raised *exc*: pull no
+        more, and report a real error as ``aiter_exc``. A CancelledError
+        that is our own task being cancelled propagates instead."""
+        self.exhausted = True
+        if isinstance(exc, StopIteration | StopAsyncIteration):
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task(self.loop)
+            if task is not None and task.cancelling():
+                raise exc  # we are being cancelled, not the source
+        self.iter_exc = exc
 
     async def drive_sync(self, iterator: Iterator[Callable[[], Awaitable[T]]]) -> None:
         while self.winner_index is None:
@@ -416,32 +460,6 @@ class _Race(Generic[T]):
                 pull.remove_done_callback(self._wake_on_done)
                 pull.cancel()
                 self.tasks.append(pull)  # type: ignore[arg-type]
-
-    async def finish(self, source: object) -> None:
-        """Stop the timer, cancel and await whatever still runs, close the
-        source. Keeps going when cancelled meanwhile, then re-raises."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        cancelled: asyncio.CancelledError | None = None
-        if self.tasks or self.driver is not None:
-            cancelled = await self._stop_tasks()
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except asyncio.CancelledError as exc:
-                cancelled = exc
-            except Exception as exc:
-                if self.iter_exc is None:
-                    self.iter_exc = exc
-        if _NOT_FINISHED in self.exceptions:
-            for index, outcome in enumerate(self.exceptions):
-                if outcome is _NOT_FINISHED:
-                    # Cancelled before its first step ever ran.
-                    self.exceptions[index] = asyncio.CancelledError()
-        if cancelled is not None:
-            raise cancelled
 
     async def _stop_tasks(self) -> asyncio.CancelledError | None:
         """Cancel every task still running and wait for all of them, even
@@ -519,16 +537,18 @@ async def staggered_race(
     return await race_on_loop(asyncio.get_running_loop(), coro_fns, delay)
 
 
-async def race_on_loop(
+def race_on_loop(
     loop: asyncio.AbstractEventLoop,
     coro_fns: Iterable[Callable[[], Awaitable[T]]]
     | AsyncIterable[Callable[[], Awaitable[T]]],
     delay: float | None,
-) -> RaceResult[T]:
-    """:func:`staggered_race` on *loop*, which must be the running loop.
+) -> Coroutine[Any, Any, RaceResult[T]]:
+    """:func:`staggered_race` on *loop*, which must be the running loop:
+    checks the arguments and returns the race's coroutine, to be awaited.
 
     For callers that already hold the running loop: looking it up again is
-    not free (on Python 3.11 it costs a ``getpid`` system call).
+    not free (on Python 3.11 it costs a ``getpid`` system call), and neither
+    is one more coroutine between the caller and the attempts.
     """
     if delay is None or (type(delay) is float and 0.0 < delay < math.inf):
         checked_delay = delay
@@ -547,8 +567,4 @@ async def race_on_loop(
                 "coro_fns must be an iterable or async iterable of callables,"
                 f" got {type(coro_fns).__name__}"
             ) from None
-    try:
-        await race.run(source, asynchronous)
-    finally:
-        await race.finish(source if asynchronous else None)
-    return race.winner_result, race.winner_index, race.exceptions, race.iter_exc
+    return race.run(source, asynchronous)

@@ -75,7 +75,7 @@ from typing import Any, TypeAlias
 from ._checks import check_port, check_seconds
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
-from .trace import emit, tracing_active
+from .trace import emit, trace_callback, tracing_active
 
 __all__ = [
     "AddrInfo",
@@ -187,17 +187,19 @@ def _literal_family(host: str) -> int:
     if ":" in host:
         # Only IPv6 literals have colons; a zone ("%eth0") may follow them,
         # which inet_pton rejects.
-        family, address = socket.AF_INET6, host.partition("%")[0]
+        family, address = _AF_INET6, host.partition("%")[0]
     elif host[-1:].isdigit():
-        family, address = socket.AF_INET, host
+        family, address = _AF_INET, host
     else:
         return 0  # a name ("example.com"): every IPv4 literal ends in a digit
     try:
-        socket.inet_pton(family, address)
+        _inet_pton(family, address)
     except (OSError, ValueError):
         return 0
     return family
 
+
+_inet_pton = socket.inet_pton
 
 # Plain ints: arithmetic on the socket module's IntFlag members runs in Python.
 _ALL_BUT_NUMERICHOST = ~int(socket.AI_NUMERICHOST)
@@ -208,81 +210,23 @@ _SOCK_STREAM = int(socket.SOCK_STREAM)
 _IPPROTO_TCP = int(socket.IPPROTO_TCP)
 
 
-def _answer_literal(
-    text: str,
-    literal_family: int,
-    port: Port,
-    family: int,
-    type: int,
-    proto: int,
-    flags: int,
-) -> list[AddrInfo]:
-    """The addresses of the IP literal *text* (of *literal_family*).
-
-    ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
-    and it does everything exactly as the system would: zone names to scope
-    ids, service names, a literal of the wrong family refused with the usual
-    ``gaierror``. Only the commonest call, a plain IPv4 literal with a port
-    number for a TCP connection, is answered without it, in the form
-    ``getaddrinfo`` gives (a test compares the two): that is every
-    connection to an IPv4 address, where the call and the conversion of its
-    answer would cost more than the rest of the resolution.
-    """
-    if (
-        literal_family == _AF_INET
-        and type == _SOCK_STREAM
-        and family in (0, _AF_INET)
-        and proto in (0, _IPPROTO_TCP)
-        and flags & _ALL_BUT_NUMERICHOST == 0
-        and builtins.type(port) is int
-        and 0 <= port <= 65535
-    ):
-        return [
-            (
-                socket.AF_INET,
-                socket.SOCK_STREAM,
-                socket.IPPROTO_TCP,
-                "",
-                (text, port),
-            )
-        ]
-    # As bytes: a str host goes through the (pure Python, slow) idna codec
-    # first, pointless for a literal already known to be ASCII.
-    return list(
-        socket.getaddrinfo(
-            text.encode("ascii"), port, family, type, proto, flags | _AI_NUMERICHOST
-        )
-    )
-
-
 class _DirectAnswer:
     """The addresses of an IP literal or of ``host=None``, handed out one at
     a time: an async iterator that needs no lookup, so no generator, task or
-    executor either. The answer is computed at the first ``__anext__``,
-    where a lookup would start, so its errors surface where a lookup's would.
+    executor either. An answer that needs ``getaddrinfo`` is computed at the
+    first ``__anext__``, where a lookup would start, so its errors surface
+    where a lookup's would.
     """
 
     __slots__ = ("_arguments", "_left")
 
     def __init__(
-        self,
-        host: Host,
-        text: str | None,
-        literal_family: int,
-        port: Port,
-        family: int,
-        type: int,
-        proto: int,
-        flags: int,
-        sorter: SortAddresses | None,
-        first_addr_family_count: int,
+        self, arguments: tuple[Any, ...] | None, left: list[AddrInfo] | None
     ) -> None:
-        self._arguments = (
-            host, text, literal_family, port, family, type, proto, flags,
-            sorter, first_addr_family_count,
-        )  # fmt: skip
+        # What _answer needs, when the answer is not known yet.
+        self._arguments = arguments
         # Addresses not handed out yet, last first; None until answered.
-        self._left: list[AddrInfo] | None = None
+        self._left = left
 
     def __aiter__(self) -> _DirectAnswer:
         return self
@@ -306,16 +250,21 @@ class _DirectAnswer:
         return 1 if left is None else len(left)
 
     def _answer(self) -> list[AddrInfo]:
+        assert self._arguments is not None
         (
-            host, text, literal_family, port, family, type, proto, flags,
-            sorter, first_addr_family_count,
+            host, text, port, family, type, proto, flags, sorter,
+            first_addr_family_count,
         ) = self._arguments  # fmt: skip
-        if text is None:
-            infos = list(socket.getaddrinfo(None, port, family, type, proto, flags))
-        else:
-            infos = _answer_literal(
-                text, literal_family, port, family, type, proto, flags
-            )
+        # As bytes: a str host goes through the (pure Python, slow) idna
+        # codec first, pointless for a literal already known to be ASCII.
+        infos: list[AddrInfo] = socket.getaddrinfo(  # type: ignore[assignment]
+            None if text is None else text.encode("ascii"),
+            port,
+            family,
+            type,
+            proto,
+            flags if text is None else flags | _AI_NUMERICHOST,
+        )
         _emit_direct_answer(host, infos)
         if len(infos) > 1:
             infos = _order(_unique(infos, set()), sorter, first_addr_family_count)
@@ -335,10 +284,19 @@ def _direct_answer(
     sorter: SortAddresses | None,
     first_addr_family_count: int,
 ) -> _DirectAnswer | None:
-    """The answer for an IP literal or ``host=None``; None for a name."""
+    """The answer for an IP literal or ``host=None``; None for a name.
+
+    ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
+    and it does everything exactly as the system would: zone names to scope
+    ids, service names, a literal of the wrong family refused with the usual
+    ``gaierror``. Only the commonest call, a plain IPv4 literal with a port
+    number for a TCP connection, is answered without it, at once, in the
+    form ``getaddrinfo`` gives (a test compares the two): that is every
+    connection to an IPv4 address, where the call and the conversion of its
+    answer would cost more than the rest of the resolution.
+    """
     if host is None:
         text = None
-        literal_family = 0
     else:
         text = host if builtins.type(host) is str else _host_text(host)
         assert text is not None
@@ -347,10 +305,25 @@ def _direct_answer(
         literal_family = _literal_family(text)
         if not literal_family:
             return None
-    return _DirectAnswer(
-        host, text, literal_family, port, family, type, proto, flags, sorter,
-        first_addr_family_count,
+        if (
+            literal_family == _AF_INET
+            and type == _SOCK_STREAM
+            and family in (0, _AF_INET)
+            and proto in (0, _IPPROTO_TCP)
+            and flags & _ALL_BUT_NUMERICHOST == 0
+            and builtins.type(port) is int
+            and 0 <= port <= 65535
+        ):
+            infos: list[AddrInfo] = [
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (text, port))
+            ]
+            if trace_callback() is not None:
+                _emit_direct_answer(host, infos)
+            return _DirectAnswer(None, infos)
+    arguments = (
+        host, text, port, family, type, proto, flags, sorter, first_addr_family_count,
     )  # fmt: skip
+    return _DirectAnswer(arguments, None)
 
 
 # -- sharing identical lookups ------------------------------------------------------
