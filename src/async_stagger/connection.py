@@ -85,6 +85,9 @@ LocalAddrs: TypeAlias = Iterable[tuple[Any, ...]] | AsyncIterable[tuple[Any, ...
 # ``type`` is a parameter name in some signatures here.
 _typeof = type
 
+# The optional arguments of a plain connection, all left out.
+_ALL_NONE = (None,) * 10
+
 # -- checking arguments ---------------------------------------------------------
 
 
@@ -262,7 +265,9 @@ class _Attempts:
         while True:
             info = await self.remote.__anext__()
             if local_addrs is None:
-                return self._factory(info, None)
+                index = len(self.addresses)
+                self.addresses.append((info[4], None))
+                return partial(self._connect, index, info, None)
             family = info[0]
             pairs = [(info, la) for fam, la in local_addrs if fam in (0, family)]
             if pairs:
@@ -469,83 +474,6 @@ async def _collect_local_addrs(
     return [(_local_family(address), tuple(address)) for address in addrs]
 
 
-async def _happy_eyeballs(
-    loop: asyncio.AbstractEventLoop,
-    host: Host,
-    port: Port,
-    family: int,
-    proto: int,
-    flags: int,
-    local_addrs: LocalAddrs | None,
-    local_addr: tuple[Any, ...] | None,
-    delay: float | None,
-    resolver: Resolver,
-    raise_exc_group: bool,
-    first_addr_family_count: int | None,
-) -> socket.socket:
-    """Race connection attempts to *host* and *port*; return the winner."""
-    try:
-        locals_: list[tuple[int, tuple[Any, ...]]] | None = None
-        if local_addrs is not None:
-            locals_ = await _collect_local_addrs(local_addrs)
-        if local_addr is not None:
-            resolved = await _resolve_local_addr(
-                loop, local_addr, family=family, proto=proto, flags=flags
-            )
-            locals_ = resolved if locals_ is None else locals_ + resolved
-        if locals_ is not None and not locals_:
-            raise ValueError("local_addrs is empty: no local address to bind to")
-
-        if first_addr_family_count is None and not raise_exc_group:
-            # Only the options every resolver takes, so custom resolvers
-            # written for async_stagger 0.4 keep working.
-            remote = resolver(
-                host,
-                port,
-                family=family,
-                type=socket.SOCK_STREAM,
-                proto=proto,
-                flags=flags,
-            )
-        else:
-            options: dict[str, Any] = {}
-            if first_addr_family_count is not None:
-                options["first_addr_family_count"] = first_addr_family_count
-            if raise_exc_group:
-                options["raise_exc_group"] = True
-            remote = resolver(
-                host,
-                port,
-                family=family,
-                type=socket.SOCK_STREAM,
-                proto=proto,
-                flags=flags,
-                **options,
-            )
-        attempts = _Attempts(loop, remote, locals_)
-        winner: socket.socket | None = None
-        try:
-            winner, _, exceptions, source_exc = await race_on_loop(
-                loop, attempts, delay
-            )
-        finally:
-            # The race closes its losers; this also catches a winner the race
-            # dropped because we were cancelled just as it won.
-            live = attempts.live
-            if len(live) > 1 or winner is None:
-                for sock in live:
-                    if sock is not winner:
-                        sock.close()
-        if winner is None:
-            raise _failure(
-                host, port, attempts, exceptions, source_exc, raise_exc_group
-            )
-    except BaseException as exc:
-        emit("connection_failed", error=exc)
-        raise
-    return winner
-
-
 async def create_connected_sock(
     host: Host,
     port: Port,
@@ -612,16 +540,17 @@ async def create_connected_sock(
     if not callable(resolver):
         raise TypeError(f"resolver must be callable, got {resolver!r}")
     loop = asyncio.get_running_loop()
+    sock: socket.socket
     if trace is None:
-        sock = await _happy_eyeballs(
-            loop, host, port, family, proto, flags, local_addrs, None, delay,
-            resolver, raise_exc_group, None,
+        sock = await _create_connection(
+            loop, None, host, port, family, proto, flags, None, local_addrs,
+            None, delay, resolver, raise_exc_group, None, None,
         )  # fmt: skip
     else:
         with tracing(trace):
-            sock = await _happy_eyeballs(
-                loop, host, port, family, proto, flags, local_addrs, None, delay,
-                resolver, raise_exc_group, None,
+            sock = await _create_connection(
+                loop, None, host, port, family, proto, flags, None,
+                local_addrs, None, delay, resolver, raise_exc_group, None, None,
             )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -789,11 +718,21 @@ async def create_connection(
         and host
         and _typeof(port) is int
         and 0 <= port <= 65535
-        and loop is ssl is sock is local_addr is server_hostname is None
-        and ssl_handshake_timeout is ssl_shutdown_timeout is None
-        and happy_eyeballs_delay is interleave is delay is None
         and resolver is concurrent_resolver
         and _typeof(family) is _typeof(proto) is _typeof(flags) is int
+        and (
+            loop,
+            ssl,
+            sock,
+            local_addr,
+            server_hostname,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+            happy_eyeballs_delay,
+            interleave,
+            delay,
+        )
+        == _ALL_NONE
     ):
         running = asyncio.get_running_loop()
         tls = None
@@ -805,23 +744,26 @@ async def create_connection(
             ssl_shutdown_timeout, happy_eyeballs_delay, interleave, delay,
             resolver,
         )  # fmt: skip
+    result: tuple[asyncio.BaseTransport, asyncio.BaseProtocol]
     if trace is None:
-        return await _create_connection(
+        result = await _create_connection(
             running, protocol_factory, host, port, family, proto, flags, sock,
             local_addrs, local_addr, chosen_delay, resolver,
             raise_exc_group or all_errors, interleave, tls,
         )  # fmt: skip
+        return result
     with tracing(trace):
-        return await _create_connection(
+        result = await _create_connection(
             running, protocol_factory, host, port, family, proto, flags, sock,
             local_addrs, local_addr, chosen_delay, resolver,
             raise_exc_group or all_errors, interleave, tls,
         )  # fmt: skip
+        return result
 
 
 async def _create_connection(
     loop: asyncio.AbstractEventLoop,
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], asyncio.BaseProtocol] | None,
     host: Host,
     port: Port,
     family: int,
@@ -835,35 +777,102 @@ async def _create_connection(
     raise_exc_group: bool,
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
-) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+) -> Any:
+    """Race connection attempts to *host* and *port*. Without a
+    *protocol_factory*, return the winning socket; with one, return the
+    loop's ``(transport, protocol)`` for it (TLS too, with *tls*).
+
+    One coroutine for all three public functions: every coroutine between
+    the caller and the socket's ``connect`` is paid for again each time the
+    connection waits.
+    """
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
+        assert protocol_factory is not None
         if tls is None:
             return await loop.create_connection(protocol_factory, sock=sock)
         return await loop.create_connection(protocol_factory, sock=sock, **tls)
-    sock = await _happy_eyeballs(
-        loop, host, port, family, proto, flags, local_addrs, local_addr,
-        delay, resolver, raise_exc_group, first_addr_family_count,
-    )  # fmt: skip
+    try:
+        locals_: list[tuple[int, tuple[Any, ...]]] | None = None
+        if local_addrs is not None or local_addr is not None:
+            if local_addrs is not None:
+                locals_ = await _collect_local_addrs(local_addrs)
+            if local_addr is not None:
+                resolved = await _resolve_local_addr(
+                    loop, local_addr, family=family, proto=proto, flags=flags
+                )
+                locals_ = resolved if locals_ is None else locals_ + resolved
+            if not locals_:
+                raise ValueError("local_addrs is empty: no local address to bind to")
+
+        if first_addr_family_count is None and not raise_exc_group:
+            # Only the options every resolver takes, so custom resolvers
+            # written for async_stagger 0.4 keep working.
+            remote = resolver(
+                host,
+                port,
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
+            )
+        else:
+            options: dict[str, Any] = {}
+            if first_addr_family_count is not None:
+                options["first_addr_family_count"] = first_addr_family_count
+            if raise_exc_group:
+                options["raise_exc_group"] = True
+            remote = resolver(
+                host,
+                port,
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
+                **options,
+            )
+        attempts = _Attempts(loop, remote, locals_)
+        winner: socket.socket | None = None
+        try:
+            winner, _, exceptions, source_exc = await race_on_loop(
+                loop, attempts, delay
+            )
+        finally:
+            # The race closes its losers; this also catches a winner the race
+            # dropped because we were cancelled just as it won.
+            live = attempts.live
+            if len(live) > 1 or winner is None:
+                for sock in live:
+                    if sock is not winner:
+                        sock.close()
+        if winner is None:
+            raise _failure(
+                host, port, attempts, exceptions, source_exc, raise_exc_group
+            )
+    except BaseException as exc:
+        emit("connection_failed", error=exc)
+        raise
+    if protocol_factory is None:
+        return winner
     if tls is None:
         try:
-            return await loop.create_connection(protocol_factory, sock=sock)
+            return await loop.create_connection(protocol_factory, sock=winner)
         except BaseException as exc:
-            sock.close()
+            winner.close()
             emit("connection_failed", error=exc)
             raise
     # RFC 8305 §5 (and what asyncio does): the TCP race picked the winner,
     # TLS runs on the winner only.
-    peer = _peer(sock)
+    peer = _peer(winner)
     emit("tls_started", address=peer)
     try:
         transport, protocol = await loop.create_connection(
-            protocol_factory, sock=sock, **tls
+            protocol_factory, sock=winner, **tls
         )
     except BaseException as exc:
         # The transport closes the socket it was given when the handshake
         # fails; close it here too in case the loop failed before making one.
-        sock.close()
+        winner.close()
         emit("tls_failed", address=peer, error=exc)
         emit("connection_failed", error=exc)
         raise
@@ -952,11 +961,21 @@ async def open_connection(
         and host
         and _typeof(port) is int
         and 0 <= port <= 65535
-        and loop is ssl is sock is local_addr is server_hostname is None
-        and ssl_handshake_timeout is ssl_shutdown_timeout is None
-        and happy_eyeballs_delay is interleave is delay is None
         and resolver is concurrent_resolver
         and _typeof(family) is _typeof(proto) is _typeof(flags) is int
+        and (
+            loop,
+            ssl,
+            sock,
+            local_addr,
+            server_hostname,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+            happy_eyeballs_delay,
+            interleave,
+            delay,
+        )
+        == _ALL_NONE
     ):
         running = asyncio.get_running_loop()
         tls = None
@@ -983,5 +1002,5 @@ async def open_connection(
                 sock, local_addrs, local_addr, chosen_delay, resolver,
                 raise_exc_group or all_errors, interleave, tls,
             )  # fmt: skip
-    writer = asyncio.StreamWriter(transport, protocol, reader, running)  # type: ignore[arg-type]
+    writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer

@@ -104,65 +104,56 @@ def _work(index: int, factory: object) -> Awaitable[Any]:
         raise TypeError(
             f"attempt {index}: {factory!r} returned {work!r}, which is not awaitable"
         )
-    return work  # type: ignore[no-any-return]
+    return work
 
 
 class _Race(Generic[T]):
     """The state of one race. Attempts and the driver share it; all of it
     is touched only from the event loop's thread."""
 
-    __slots__ = (
-        "asynchronous",
-        "cancelled_inline",
-        "delay",
-        "driver",
-        "eager",
-        "exceptions",
-        "exhausted",
-        "inline_running",
-        "inline_task",
-        "iter_exc",
-        "last_started",
-        "loop",
-        "next_due",
-        "next_due_at",
-        "running",
-        "source",
-        "tasks",
-        "timer",
-        "wake",
-        "winner_index",
-        "winner_result",
-    )
+    # Class-level defaults: a race that its first attempt wins (the common
+    # case) sets only what it uses, and creating one stays cheap.
+    tasks: list[asyncio.Task[None]]
+    exceptions: list[BaseException | None]
+    winner_index: int | None = None
+    winner_result: T | None = None
+    iter_exc: BaseException | None = None
+    exhausted = False
+    # True when the next attempt may start: at the beginning, after the
+    # delay since the latest start, or when the latest attempt failed.
+    next_due = True
+    last_started = -1
+    running = 0
+    timer: asyncio.TimerHandle | None = None
+    # When the latest attempt's delay runs out (None: no deadline).
+    next_due_at: float | None = None
+    wake: asyncio.Future[None] | None = None
+    # Attempt 0 runs in the caller's own task (see run()); while it does,
+    # later attempts are started by a driver task of their own.
+    inline_task: asyncio.Task[Any] | None = None
+    inline_running = False
+    cancelled_inline = False
+    driver: asyncio.Task[None] | None = None
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay: float | None,
+        source: Any,
+        asynchronous: bool,
+    ) -> None:
         self.loop = loop
         self.delay = delay
-        self.tasks: list[asyncio.Task[None]] = []
-        self.exceptions: list[BaseException | None] = []
-        self.winner_index: int | None = None
-        self.winner_result: T | None = None
-        self.iter_exc: BaseException | None = None
-        self.exhausted = False
-        # True when the next attempt may start: at the beginning, after the
-        # delay since the latest start, or when the latest attempt failed.
-        self.next_due = True
-        self.last_started = -1
-        self.running = 0
-        self.timer: asyncio.TimerHandle | None = None
-        # When the latest attempt's delay runs out (None: no deadline).
-        self.next_due_at: float | None = None
-        self.wake: asyncio.Future[None] | None = None
-        # A loop with a task factory of its own gets its tasks from it.
-        self.eager = _EAGER_START and loop.get_task_factory() is None
-        # Attempt 0 runs in the caller's own task (see run()); while it does,
-        # later attempts are started by a driver task of their own.
-        self.source: Any = None
-        self.asynchronous = False
-        self.inline_task: asyncio.Task[Any] | None = None
-        self.inline_running = False
-        self.cancelled_inline = False
-        self.driver: asyncio.Task[None] | None = None
+        self.source = source
+        self.asynchronous = asynchronous
+        self.tasks = []
+        self.exceptions = []
+
+    @property
+    def eager(self) -> bool:
+        """Whether to start attempt tasks eagerly: where asyncio can, unless
+        the loop has a task factory of its own (it gets its way)."""
+        return _EAGER_START and self.loop.get_task_factory() is None
 
     # -- signals from attempts and timers -------------------------------------
 
@@ -239,7 +230,9 @@ class _Race(Generic[T]):
             self.cancelled_inline = True
             assert self.inline_task is not None
             self.inline_task.cancel()
-        self._wake()
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     # -- the driver ----------------------------------------------------------
 
@@ -288,7 +281,7 @@ class _Race(Generic[T]):
         finally:
             self.wake = None
 
-    async def run(self, source: Any, asynchronous: bool) -> RaceResult[T]:
+    async def run(self) -> RaceResult[T]:
         """Run the race to the end, clean up, and return its result.
 
         Attempt 0 runs right here, in the caller's task; later ones get
@@ -297,8 +290,8 @@ class _Race(Generic[T]):
         works): with no task, wake-up future or coroutine of its own around
         the attempt, it costs little more than awaiting the attempt alone.
         """
-        self.source = source
-        self.asynchronous = asynchronous
+        source = self.source
+        asynchronous = self.asynchronous
         try:
             try:
                 if asynchronous:
@@ -312,7 +305,26 @@ class _Race(Generic[T]):
                 if me is None:  # pragma: no cover - awaited outside any task
                     self._start(first)
                 else:
-                    self._start_first(me)
+                    # Attempt 0 starts here, in the caller's task.
+                    self.exceptions.append(_NOT_FINISHED)
+                    self.last_started = 0
+                    self.running = 1
+                    self.next_due = False
+                    delay = self.delay
+                    if delay is not None:
+                        if delay == 0:
+                            # delay=0: everything starts at once, so later
+                            # attempts must not wait for this one.
+                            self.next_due = True
+                            self._spawn_driver()
+                        elif length_hint(source, 1) > 0:
+                            self.timer = self.loop.call_later(
+                                delay, self._delay_elapsed
+                            )
+                        # else: the source says nothing is left to start
+                        # (PEP 424): nothing for a timer to do.
+                    self.inline_task = me
+                    self.inline_running = True
                     cancel_requests = me.cancelling()
                     try:
                         result = await _work(0, first)
@@ -366,26 +378,6 @@ class _Race(Generic[T]):
             if cancelled is not None:
                 raise cancelled
         return self.winner_result, self.winner_index, self.exceptions, self.iter_exc
-
-    def _start_first(self, me: asyncio.Task[Any]) -> None:
-        """Book attempt 0 as started in the caller's task *me*."""
-        self.exceptions.append(_NOT_FINISHED)
-        self.last_started = 0
-        self.running = 1
-        self.next_due = False
-        delay = self.delay
-        if delay is not None:
-            if delay == 0:
-                # delay=0: everything starts at once, so later attempts must
-                # not wait for this one.
-                self.next_due = True
-                self._spawn_driver()
-            elif length_hint(self.source, 1) > 0:
-                self.timer = self.loop.call_later(delay, self._delay_elapsed)
-            # else: the source says nothing is left to start (PEP 424), so
-            # there is nothing for a timer to do.
-        self.inline_task = me
-        self.inline_running = True
 
     def _source_stopped(self, exc: BaseException) -> None:
         """The source ended (Stop[Async]Iteration) or raised *exc*: pull no
@@ -554,7 +546,6 @@ def race_on_loop(
         checked_delay = delay
     else:
         checked_delay = _check_delay(delay)
-    race: _Race[T] = _Race(loop, checked_delay)
     source: Any
     asynchronous = hasattr(type(coro_fns), "__aiter__")
     if asynchronous:
@@ -567,4 +558,5 @@ def race_on_loop(
                 "coro_fns must be an iterable or async iterable of callables,"
                 f" got {type(coro_fns).__name__}"
             ) from None
-    return race.run(source, asynchronous)
+    race: _Race[T] = _Race(loop, checked_delay, source, asynchronous)
+    return race.run()

@@ -315,7 +315,13 @@ def _direct_answer(
             and 0 <= port <= 65535
         ):
             infos: list[AddrInfo] = [
-                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (text, port))
+                (
+                    socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    socket.IPPROTO_TCP,
+                    "",
+                    (text, port),
+                )
             ]
             if trace_callback() is not None:
                 _emit_direct_answer(host, infos)
@@ -1015,8 +1021,8 @@ def concurrent_resolver(
         and getaddrinfo_async is None
         and sort is True
     ):
-        delay = resolution_delay
-        count = first_addr_family_count
+        delay: float = resolution_delay
+        count: int = first_addr_family_count
         sorter: SortAddresses | None = sort_addresses
     else:
         _check_host(host)
