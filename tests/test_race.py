@@ -102,6 +102,66 @@ async def test_attempts_that_fail_without_awaiting_start_the_next_at_once():
     assert script.started == approx([0.0] * 4)
 
 
+class Hinted:
+    """A sync source reporting *left* items left (PEP 424), whatever the
+    truth: a source that says nothing is left gets no delay timer."""
+
+    def __init__(self, items: list[Any], left: int | None) -> None:
+        self.items = iter(items)
+        self.left = left
+
+    def __iter__(self) -> Hinted:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.items)
+
+    def __length_hint__(self) -> int:
+        return NotImplemented if self.left is None else self.left
+
+
+@virtual_clock
+@pytest.mark.parametrize(
+    ("left", "second_start"),
+    [
+        (None, 0.25),  # no hint: the timer runs, the next starts after the delay
+        (1, 0.25),  # something left: the same
+        (0, 1.0),  # nothing left, says the source: no timer, so only the failure
+    ],
+)
+async def test_delay_timer_only_when_the_source_may_have_more(left, second_start):
+    script = Script([("fail", 1.0), ("ok", 0.5)])
+    _, index, _, _ = await staggered_race(Hinted(script.factories(), left), 0.25)
+    assert index == 1
+    assert script.started == approx([0.0, second_start])
+
+
+async def test_a_single_item_list_arms_no_timer():
+    # The commonest race (one address, a list of one): nothing could start
+    # when the delay ran out, so no timer is armed.
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []
+    call_later = loop.call_later
+
+    def spy(delay: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        armed.append(delay)
+        return call_later(delay, *args, **kwargs)
+
+    async def attempt() -> str:
+        await asyncio.sleep(0)
+        return "done"
+
+    loop.call_later = spy  # type: ignore[method-assign]
+    try:
+        one = await staggered_race([attempt], 0.25)
+        assert armed == []
+        two = await staggered_race([attempt, attempt], 0.25)
+        assert armed == [0.25]
+    finally:
+        del loop.call_later
+    assert one[:2] == two[:2] == ("done", 0)
+
+
 @virtual_clock
 async def test_slow_attempts_start_one_delay_apart_and_keep_running():
     script = Script([("fail", 10.0)] * 4)

@@ -26,6 +26,11 @@ feeds addresses that arrive late this way, RFC 8305 §6).
 * The race returns only when every attempt it started has finished, and it
   closes an async iterable (``aclose``) on every exit, so nothing it started
   outlives it.
+* A source that says it has nothing left (``__length_hint__``, PEP 424,
+  returning 0: a list's iterator does, and so do the resolvers' answers for
+  IP literals) gets no delay timer after attempt 0: nothing could start when
+  it ran out. The hint is taken at its word; a source that then produces
+  more starts its next attempt when attempt 0 fails.
 
 Attempt 0 runs directly in the task that awaits the race; later attempts run
 in tasks of their own, started only when the delay runs out or attempt 0
@@ -511,6 +516,10 @@ async def staggered_race(
         their own), so it sees the caller's ``asyncio.current_task()`` and
         context variables.
 
+        A source whose ``__length_hint__`` (PEP 424) reports nothing left
+        after attempt 0 gets no delay timer: attempt 1, should the source
+        produce one after all, then starts when attempt 0 fails.
+
         If the task running the race is cancelled after the winner is known
         but before the losers have finished, the winner's result is
         discarded: callers racing for resources (sockets) should keep track
@@ -524,7 +533,8 @@ async def staggered_race(
 
     .. versionchanged:: 1.0
        Accepts async iterables; validates its arguments; guarantees a single
-       winner under eager task factories.
+       winner under eager task factories; arms no delay timer for a source
+       that reports nothing left.
     """
     return await race_on_loop(asyncio.get_running_loop(), coro_fns, delay)
 

@@ -43,7 +43,9 @@ What never waits
 ----------------
 IP literals (``"192.0.2.1"``, ``"2001:db8::1"``, ``"fe80::1%eth0"``) and
 ``host=None`` need no name service: they are answered directly, without the
-executor, like asyncio's own fast path.
+executor, like asyncio's own fast path, by a plain async iterator rather than
+a generator (no frame, no finalizer hooks), which also tells the race how many
+addresses are left, so a single address costs no delay timer.
 
 Executor load
 -------------
@@ -864,9 +866,11 @@ def basic_resolver(
             ``source_address``).
 
     Returns:
-        An async iterator (an async generator, with ``aclose``) of
-        getaddrinfo 5-tuples ``(family, type, proto, canonname, sockaddr)``,
-        without duplicates.
+        An async iterator with ``aclose`` of getaddrinfo 5-tuples
+        ``(family, type, proto, canonname, sockaddr)``, without duplicates:
+        an async generator for a name; for an IP literal or ``None``, a
+        plain iterator that also reports how many addresses are left
+        (``__length_hint__``).
 
     Raises:
         TypeError: an argument has the wrong type (raised by the call).
@@ -984,9 +988,11 @@ def concurrent_resolver(
             ordering a list of 5-tuples.
 
     Returns:
-        An async iterator (an async generator, with ``aclose``) of
-        getaddrinfo 5-tuples ``(family, type, proto, canonname, sockaddr)``,
-        without duplicates.
+        An async iterator with ``aclose`` of getaddrinfo 5-tuples
+        ``(family, type, proto, canonname, sockaddr)``, without duplicates:
+        an async generator for a name; for an IP literal or ``None``, a
+        plain iterator that also reports how many addresses are left
+        (``__length_hint__``).
 
     Raises:
         TypeError: an argument has the wrong type (raised by the call).
