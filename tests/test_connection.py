@@ -658,3 +658,99 @@ async def test_winner_is_closed_when_cancelled_as_it_wins(lab: Lab) -> None:
         else:
             sock.close()
         assert open_fds() == before, f"cancelled after {steps} steps"
+
+
+# -- the connect step ---------------------------------------------------------------
+
+
+def _nonblocking_socket(endpoint: Endpoint) -> socket.socket:
+    sock = socket.socket(endpoint.family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    return sock
+
+
+async def test_connect_step_matches_asyncios_sock_connect(lab: Lab) -> None:
+    # On asyncio's selector loops the attempt connects without
+    # loop.sock_connect (which re-resolves the address first); what it does
+    # and raises must be what sock_connect does and raises.
+    from async_stagger.connection import _connect_when_writable
+
+    loop = asyncio.get_running_loop()
+    working = lab.working()
+    refusing = lab.refusing()
+    for endpoint in (working, refusing):
+        outcomes = []
+        for connect in (_connect_when_writable, type(loop).sock_connect):
+            sock = _nonblocking_socket(endpoint)
+            try:
+                if connect is _connect_when_writable:
+                    await _connect_when_writable(loop, sock, endpoint.sockaddr)
+                else:
+                    await loop.sock_connect(sock, endpoint.sockaddr)
+            except OSError as exc:
+                outcomes.append((type(exc), exc.errno, str(exc)))
+            else:
+                peer = sock.getpeername()[:2]
+                outcomes.append((None, None, peer))
+            finally:
+                sock.close()
+        assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] is ConnectionRefusedError
+
+
+async def test_connect_step_cancelled_leaves_nothing_registered(
+    lab: Lab,
+) -> None:
+    from async_stagger.connection import _connect_when_writable
+
+    loop = asyncio.get_running_loop()
+    blackholed = lab.blackholed()
+    sock = _nonblocking_socket(blackholed)
+    try:
+        waiting = asyncio.ensure_future(
+            _connect_when_writable(loop, sock, blackholed.sockaddr)
+        )
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the SYN was dropped: still connecting
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # Nothing is left watching the socket (asyncio answers False, uvloop
+        # None, when there was nothing to remove).
+        assert not loop.remove_writer(sock.fileno())
+    finally:
+        sock.close()
+
+
+async def test_a_loops_own_sock_connect_is_used(lab: Lab) -> None:
+    # uvloop and the proactor have their own sock_connect, and so does a
+    # loop whose sock_connect a program replaced: the attempts use it.
+    loop = asyncio.get_running_loop()
+    calls = []
+    original = loop.sock_connect
+
+    async def sock_connect(sock: socket.socket, address: Any) -> None:
+        calls.append(address)
+        await original(sock, address)
+
+    working = lab.working()
+    loop.sock_connect = sock_connect  # type: ignore[method-assign]
+    try:
+        sock = await create_connected_sock(
+            "two.test", working.port, resolver=answers(working)
+        )
+        sock.close()
+    finally:
+        del loop.sock_connect
+    assert calls == [working.sockaddr]
+
+
+async def test_which_connect_step_each_loop_uses() -> None:
+    # Pins what the flavours cover: asyncio's selector loops take the
+    # connect step above, uvloop its own sock_connect.
+    from async_stagger.connection import _uses_selector_connect
+
+    loop = asyncio.get_running_loop()
+    selector = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+    assert _uses_selector_connect(loop) is selector
+    assert selector is (type(loop).__module__.partition(".")[0] != "uvloop")
