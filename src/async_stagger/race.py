@@ -116,29 +116,28 @@ class _Race(Generic[T]):
     """The state of one race. Attempts and the driver share it; all of it
     is touched only from the event loop's thread."""
 
-    # Class-level defaults: a race that its first attempt wins (the common
-    # case) sets only what it uses, and creating one stays cheap.
-    tasks: list[asyncio.Task[None]]
-    exceptions: list[BaseException | None]
-    winner_index: int | None = None
-    winner_result: T | None = None
-    iter_exc: BaseException | None = None
-    exhausted = False
-    # True when the next attempt may start: at the beginning, after the
-    # delay since the latest start, or when the latest attempt failed.
-    next_due = True
-    last_started = -1
-    running = 0
-    timer: asyncio.TimerHandle | None = None
-    # When the latest attempt's delay runs out (None: no deadline).
-    next_due_at: float | None = None
-    wake: asyncio.Future[None] | None = None
-    # Attempt 0 runs in the caller's own task (see run()); while it does,
-    # later attempts are started by a driver task of their own.
-    inline_task: asyncio.Task[Any] | None = None
-    inline_running = False
-    cancelled_inline = False
-    driver: asyncio.Task[None] | None = None
+    __slots__ = (
+        "asynchronous",
+        "cancelled_inline",
+        "delay",
+        "driver",
+        "exceptions",
+        "exhausted",
+        "inline_running",
+        "inline_task",
+        "iter_exc",
+        "last_started",
+        "loop",
+        "next_due",
+        "next_due_at",
+        "running",
+        "source",
+        "tasks",
+        "timer",
+        "wake",
+        "winner_index",
+        "winner_result",
+    )
 
     def __init__(
         self,
@@ -147,12 +146,34 @@ class _Race(Generic[T]):
         source: Any,
         asynchronous: bool,
     ) -> None:
+        # Slots, all set here: reading a slot is one of the cheapest things
+        # Python does (a class-level default read through an instance is
+        # not), and the race reads its state often.
         self.loop = loop
         self.delay = delay
         self.source = source
         self.asynchronous = asynchronous
-        self.tasks = []
-        self.exceptions = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.exceptions: list[BaseException | None] = []
+        self.winner_index: int | None = None
+        self.winner_result: T | None = None
+        self.iter_exc: BaseException | None = None
+        self.exhausted = False
+        # True when the next attempt may start: at the beginning, after the
+        # delay since the latest start, or when the latest attempt failed.
+        self.next_due = True
+        self.last_started = -1
+        self.running = 0
+        self.timer: asyncio.TimerHandle | None = None
+        # When the latest attempt's delay runs out (None: no deadline).
+        self.next_due_at: float | None = None
+        self.wake: asyncio.Future[None] | None = None
+        # Attempt 0 runs in the caller's own task (see run()); while it does,
+        # later attempts are started by a driver task of their own.
+        self.inline_task: asyncio.Task[Any] | None = None
+        self.inline_running = False
+        self.cancelled_inline = False
+        self.driver: asyncio.Task[None] | None = None
 
     @property
     def eager(self) -> bool:

@@ -72,7 +72,7 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from ._checks import check_port, check_seconds
 from .address_order import AddrInfo, interleave, sort_addresses
@@ -212,6 +212,18 @@ _SOCK_STREAM = int(socket.SOCK_STREAM)
 _IPPROTO_TCP = int(socket.IPPROTO_TCP)
 
 
+class _Done(tuple[()]):
+    """An awaitable that is already done (``await`` gives None): what an
+    ``aclose`` with nothing to wait for returns, with no coroutine to create
+    and run. Awaiting it iterates an empty tuple, entirely in C."""
+
+    __slots__ = ()
+    __await__ = tuple.__iter__
+
+
+_DONE = cast(Awaitable[None], _Done())
+
+
 class _DirectAnswer:
     """The addresses of an IP literal or of ``host=None``, handed out one at
     a time: an async iterator that needs no lookup, so no generator, task or
@@ -241,9 +253,10 @@ class _DirectAnswer:
             return left.pop()
         raise StopAsyncIteration
 
-    async def aclose(self) -> None:
+    def aclose(self) -> Awaitable[None]:
         """Hand out nothing more (like an async generator's ``aclose``)."""
         self._left = []
+        return _DONE
 
     def __length_hint__(self) -> int:
         """How many addresses are left (PEP 424); 1 before the answer: an
@@ -1038,20 +1051,47 @@ def concurrent_resolver(
         count = _check_first_addr_family_count(first_addr_family_count)
         _check_callable("getaddrinfo_async", getaddrinfo_async)
         sorter = _sorter(sort)
-    direct = _direct_answer(host, port, family, type, proto, flags, sorter, count)
+    return resolve_checked(
+        host, port, family, type, proto, flags, delay, count, raise_exc_group,
+        getaddrinfo_async, sorter,
+    )  # fmt: skip
+
+
+def resolve_checked(
+    host: Host,
+    port: Port,
+    family: int,
+    type: int,
+    proto: int,
+    flags: int,
+    resolution_delay: float = RESOLUTION_DELAY,
+    first_addr_family_count: int = FIRST_ADDRESS_FAMILY_COUNT,
+    raise_exc_group: bool = False,
+    getaddrinfo_async: GetaddrinfoAsync | None = None,
+    sorter: SortAddresses | None = sort_addresses,
+) -> AsyncIterator[AddrInfo]:
+    """:func:`concurrent_resolver` for arguments already checked (the
+    connection functions check theirs before anything else): the same
+    resolution, without checking the same values twice."""
+    direct = _direct_answer(
+        host, port, family, type, proto, flags, sorter, first_addr_family_count
+    )
     if direct is not None:
         return direct
     if family != socket.AF_UNSPEC:
         lookup = getaddrinfo_async or shared_getaddrinfo
-        return _basic(host, port, family, type, proto, flags, count, lookup, sorter)
+        return _basic(
+            host, port, family, type, proto, flags, first_addr_family_count,
+            lookup, sorter,
+        )  # fmt: skip
     return _concurrent(
         host,
         port,
         type,
         proto,
         flags,
-        delay,
-        count,
+        resolution_delay,
+        first_addr_family_count,
         raise_exc_group,
         getaddrinfo_async,
         sorter,
