@@ -16,6 +16,11 @@ take the connection attempt delay plus a few milliseconds.
 
 The listeners are plain kernel sockets accepted by a child process, so the
 server's work stays out of the process being measured.
+
+CPU time on a shared or virtual machine drifts by several per cent between
+runs; ``--instructions`` also counts the machine instructions each client
+executes per connection under ``valgrind --tool=callgrind`` (when valgrind is
+installed): the same count on every run, whatever else the machine is doing.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -185,15 +193,19 @@ async def run_many(
     return elapsed / count * 1e6, cpu / count * 1e6
 
 
+#: Hosts to connect to, by title: an IP literal, and a name answering two
+#: addresses at once (FixedAnswers).
+WORKLOADS = {
+    "one address (IP literal 127.0.0.2)": "127.0.0.2",
+    "two addresses, first works": "two.test",
+}
+
+
 def measure(count: int, rounds: int) -> None:
     found = candidates()
     FixedAnswers.answers = {"two.test": ["127.0.0.2", "127.0.0.3"]}
     with listener("0.0.0.0") as port:
-        workloads = {
-            "one address (IP literal 127.0.0.2)": "127.0.0.2",
-            "two addresses, first works": "two.test",
-        }
-        for title, host in workloads.items():
+        for title, host in WORKLOADS.items():
             print(
                 f"\n{title}: µs per connection, {count} sequential connections,"
                 f" best of {rounds} rounds\n"
@@ -276,6 +288,69 @@ def profile(count: int) -> None:
         print(f"  {module[:40]:40s} {plain.get(module, 0.0):8.1f} {spent:8.1f}")
 
 
+def worker(name: str, host: str, count: int) -> None:
+    """Make *count* connections with candidate *name* (after a warm-up), for
+    the instruction counter to measure from outside."""
+    found = candidates()
+    FixedAnswers.answers = {"two.test": ["127.0.0.2", "127.0.0.3"]}
+    with (
+        listener("0.0.0.0") as port,
+        asyncio.Runner(loop_factory=FixedAnswers) as runner,
+    ):
+        runner.run(run_many(found[name], host, port, 20))
+        if count:
+            runner.run(run_many(found[name], host, port, count))
+
+
+def instructions(name: str, host: str, count: int) -> float:
+    """Machine instructions per connection: callgrind's total for *count*
+    connections minus its total for none, divided by *count*."""
+
+    def total(connections: int) -> int:
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                host,
+                str(connections),
+            ],
+            capture_output=True,
+            text=True,
+            # One hash seed: dict layouts, and so the counts, repeat exactly.
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=True,
+        )
+        found = re.search(r"Collected : (\d+)", result.stderr)
+        assert found is not None, result.stderr[-2000:]
+        return int(found.group(1))
+
+    return (total(count) - total(0)) / count
+
+
+def measure_instructions(count: int) -> None:
+    if shutil.which("valgrind") is None:
+        print("\ninstruction counts: valgrind is not installed, skipped")
+        return
+    names = list(candidates())
+    for title, host in WORKLOADS.items():
+        print(
+            f"\n{title}: machine instructions per connection (callgrind),"
+            f" {count} connections"
+        )
+        counts = {name: instructions(name, host, count) for name in names}
+        base = counts["asyncio.open_connection"]
+        for name, value in counts.items():
+            print(
+                f"  {name:38s} {value / 1000:8.1f}k"
+                f"   {value / base:5.2f}x plain open_connection"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
@@ -284,10 +359,26 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="also profile our IP-literal path"
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        nargs="?",
+        const=300,
+        metavar="COUNT",
+        help="also count instructions per connection under callgrind"
+        " (COUNT connections per candidate, default 300; takes minutes)",
+    )
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        name, host, count = args.worker
+        worker(name, host, int(count))
+        return
     print(f"Python {sys.version.split()[0]}")
     measure(args.count, args.rounds)
     measure_blackhole(args.blackhole_repeat)
+    if args.instructions:
+        measure_instructions(args.instructions)
     if args.profile:
         profile(args.count)
 
