@@ -1155,3 +1155,48 @@ async def test_ipv4_literal_answer_is_exactly_what_getaddrinfo_gives(
         tuple(map(type, info)) for info in system
     ]
     assert [type(info[4][1]) for info in ours] == [int]
+
+
+@pytest.mark.parametrize(
+    ("answers", "sorted_"),
+    [
+        ({socket.AF_INET: ["192.0.2.9", "10.0.0.9", "192.0.2.1"]}, False),
+        ({socket.AF_INET6: ["2001:db8::9", "fe80::9", "2001:db8::1"]}, False),
+        ({socket.AF_INET: ["192.0.2.9"], socket.AF_INET6: ["2001:db8::9"]}, True),
+    ],
+)
+async def test_one_family_from_the_system_keeps_the_systems_order(
+    monkeypatch, answers, sorted_
+):
+    # The system's getaddrinfo orders each answer by RFC 6724 itself; the
+    # sort here is for the two families side by side, so a one-family answer
+    # keeps the system's order (and costs no sorting).
+    loop = asyncio.get_running_loop()
+    sorted_lists = []
+
+    def spy(infos: list[Any]) -> list[Any]:
+        sorted_lists.append(list(infos))
+        return SORT(infos)
+
+    async def lookup(host: Any, port: Any, *, family: int = 0, **_: Any) -> Any:
+        if family not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "no such address")
+        return [info(address, port) for address in answers[family]]
+
+    monkeypatch.setattr(loop, "getaddrinfo", lookup)
+    monkeypatch.setattr(resolvers, "sort_addresses", spy)
+    got = [i[4][0] async for i in concurrent_resolver("h", 80, type=STREAM)]
+    assert bool(sorted_lists) is sorted_
+    if not sorted_:
+        (only,) = answers.values()
+        assert got == only
+    # A DNS library of one's own gives no such promise: its answers are
+    # sorted whatever their families.
+    sorted_lists.clear()
+    got = [
+        i[4][0]
+        async for i in concurrent_resolver(
+            "h", 80, type=STREAM, getaddrinfo_async=lookup
+        )
+    ]
+    assert sorted_lists

@@ -16,8 +16,10 @@ How a connection is made
    as it is sensible to start (RFC 8305 §3), ordered and interleaved by
    family (§4); answers that arrive later join the tail of the stream (§6).
 3. Each address becomes one connection attempt: create a socket, bind it to
-   a local address of the same family when one is given, ``connect`` with
-   :meth:`asyncio.loop.sock_connect`. :func:`~async_stagger.staggered_race`
+   a local address of the same family when one is given, ``connect`` it
+   (with :meth:`asyncio.loop.sock_connect`, or, on asyncio's own selector
+   loops, with the same steps minus its second resolution of an address
+   that is already resolved; see ``_connect_when_writable``). :func:`~async_stagger.staggered_race`
    starts the attempts a *delay* apart, or the next one at once when the
    latest fails (§5). The first socket to finish the TCP handshake wins; the
    others are cancelled and closed.

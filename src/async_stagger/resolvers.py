@@ -282,7 +282,12 @@ class _DirectAnswer:
         )
         _emit_direct_answer(host, infos)
         if len(infos) > 1:
-            infos = _order(_unique(infos, set()), sorter, first_addr_family_count)
+            infos = _order(
+                _unique(infos, set()),
+                sorter,
+                first_addr_family_count,
+                system_sorted=True,
+            )
         elif not infos:
             raise _no_addresses(host)
         infos.reverse()
@@ -814,9 +819,24 @@ def _order(
     sorter: SortAddresses | None,
     first_addr_family_count: int,
     already_yielded: Sequence[int] = (),
+    *,
+    system_sorted: bool = False,
 ) -> list[AddrInfo]:
+    """Sort *infos* with *sorter* and interleave them by family.
+
+    With *system_sorted* (the addresses come from the system's
+    ``getaddrinfo``, which orders each answer by RFC 6724 itself), a list
+    of one family is left in the system's order: the RFC 6724 sort exists
+    here for what the system never saw, the two families side by side.
+    """
     if len(infos) <= 1 and not already_yielded:
         return list(infos)  # nothing to order (an IP literal, typically)
+    if system_sorted and sorter is sort_addresses:
+        family = infos[0][0] if infos else None
+        if all(info[0] == family for info in infos) and all(
+            yielded == family for yielded in already_yielded
+        ):
+            return list(infos)  # one family: nothing to sort or interleave
     if sorter is not None:
         infos = sorter(infos)
     return interleave(infos, first_addr_family_count, already_yielded=already_yielded)
@@ -934,7 +954,12 @@ async def _basic(
     sorter: SortAddresses | None,
 ) -> AsyncIterator[AddrInfo]:
     infos = await _lookup(getaddrinfo_async, host, port, family, type, proto, flags)
-    ordered = _order(_unique(infos, set()), sorter, first_addr_family_count)
+    ordered = _order(
+        _unique(infos, set()),
+        sorter,
+        first_addr_family_count,
+        system_sorted=getaddrinfo_async is shared_getaddrinfo,
+    )
     if not ordered:
         raise _no_addresses(host)
     for info in ordered:
@@ -1196,7 +1221,13 @@ async def _concurrent(
                 for lookup in [lookup for lookup in unmerged if lookup.finished]:
                     unmerged.remove(lookup)
                     not_tried.extend(_unique(lookup.infos, seen))
-                tail = _order(not_tried, sorter, first_addr_family_count, handed_out)
+                tail = _order(
+                    not_tried,
+                    sorter,
+                    first_addr_family_count,
+                    handed_out,
+                    system_sorted=getaddrinfo_async is None,
+                )
                 # Handed out from the front: reversed, each pop is cheap.
                 tail.reverse()
                 if not unmerged:
