@@ -19,10 +19,11 @@ How a connection is made
    a local address of the same family when one is given, ``connect`` it
    (with :meth:`asyncio.loop.sock_connect`, or, on asyncio's own selector
    loops, with the same steps minus its second resolution of an address
-   that is already resolved; see ``_connect_when_writable``). :func:`~async_stagger.staggered_race`
-   starts the attempts a *delay* apart, or the next one at once when the
-   latest fails (§5). The first socket to finish the TCP handshake wins; the
-   others are cancelled and closed.
+   that is already resolved; see ``_connect_when_writable``).
+   :func:`~async_stagger.staggered_race` starts the attempts a *delay*
+   apart, or the next one at once when the latest fails (§5). The first
+   socket to finish the TCP handshake wins; the others are cancelled and
+   closed.
 4. With TLS, the handshake runs on the winning socket only, through
    :meth:`asyncio.loop.create_connection` (§5: "the TCP race picks the
    winner"), so asyncio's own transports and TLS code are used unchanged.
