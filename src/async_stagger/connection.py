@@ -272,9 +272,7 @@ class _Attempts:
         while True:
             info = await self.remote.__anext__()
             if local_addrs is None:
-                index = len(self.addresses)
-                self.addresses.append((info[4], None))
-                return partial(self._connect, index, info, None)
+                return self._factory(info, None)
             family = info[0]
             pairs = [(info, la) for fam, la in local_addrs if fam in (0, family)]
             if pairs:

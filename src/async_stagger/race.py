@@ -331,26 +331,7 @@ class _Race(Generic[T]):
                 if me is None:  # pragma: no cover - awaited outside any task
                     self._start(first)
                 else:
-                    # Attempt 0 starts here, in the caller's task.
-                    self.exceptions.append(_NOT_FINISHED)
-                    self.last_started = 0
-                    self.running = 1
-                    self.next_due = False
-                    delay = self.delay
-                    if delay is not None:
-                        if delay == 0:
-                            # delay=0: everything starts at once, so later
-                            # attempts must not wait for this one.
-                            self.next_due = True
-                            self._spawn_driver()
-                        elif length_hint(source, 1) > 0:
-                            self.timer = self.loop.call_later(
-                                delay, self._delay_elapsed
-                            )
-                        # else: the source says nothing is left to start
-                        # (PEP 424): nothing for a timer to do.
-                    self.inline_task = me
-                    self.inline_running = True
+                    self._start_inline(me)
                     cancel_requests = me.cancelling()
                     try:
                         result = await _work(0, first)
@@ -404,6 +385,28 @@ class _Race(Generic[T]):
             if cancelled is not None:
                 raise cancelled
         return self.winner_result, self.winner_index, self.exceptions, self.iter_exc
+
+    def _start_inline(self, me: asyncio.Task[Any]) -> None:
+        """Book attempt 0 as started in the caller's task *me*, and arrange
+        for the next one."""
+        self.exceptions.append(_NOT_FINISHED)
+        self.last_started = 0
+        self.running = 1
+        self.next_due = False
+        delay = self.delay
+        if delay is not None:
+            if delay == 0:
+                # delay=0: everything starts at once, so later attempts must
+                # not wait for this one. (An eager driver may start and even
+                # finish some right here, before attempt 0 runs.)
+                self.next_due = True
+                self._spawn_driver()
+            elif length_hint(self.source, 1) > 0:
+                self.timer = self.loop.call_later(delay, self._delay_elapsed)
+            # else: the source says nothing is left to start (PEP 424), so
+            # there is nothing for a timer to do.
+        self.inline_task = me
+        self.inline_running = True
 
     def _source_stopped(self, exc: BaseException) -> None:
         """The source ended (Stop[Async]Iteration) or raised *exc*: pull no
