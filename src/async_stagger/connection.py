@@ -53,8 +53,8 @@ from typing import Any, TypeAlias
 
 from . import defaults
 from ._checks import check_port, check_seconds
-from .race import race_on_loop
-from .resolvers import concurrent_resolver, resolve_checked
+from .race import _race_on_loop
+from .resolvers import _resolve_checked, concurrent_resolver
 from .trace import TraceCallback, emit, trace_callback, tracing
 
 __all__ = [
@@ -873,7 +873,7 @@ async def _create_connection(
 
         if resolver is concurrent_resolver and first_addr_family_count is None:
             # The default resolver, with arguments checked already.
-            remote = resolve_checked(
+            remote = _resolve_checked(
                 host, port, family, _SOCK_STREAM, proto, flags,
                 raise_exc_group=raise_exc_group,
             )  # fmt: skip
@@ -906,7 +906,7 @@ async def _create_connection(
         attempts = _Attempts(loop, remote, locals_)
         winner: socket.socket | None = None
         try:
-            winner, _, exceptions, source_exc = await race_on_loop(
+            winner, _, exceptions, source_exc = await _race_on_loop(
                 loop, attempts, delay
             )
         finally:

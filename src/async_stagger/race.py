@@ -560,10 +560,10 @@ async def staggered_race(
        winner under eager task factories; arms no delay timer for a source
        that reports nothing left.
     """
-    return await race_on_loop(asyncio.get_running_loop(), coro_fns, delay)
+    return await _race_on_loop(asyncio.get_running_loop(), coro_fns, delay)
 
 
-def race_on_loop(
+def _race_on_loop(
     loop: asyncio.AbstractEventLoop,
     coro_fns: Iterable[Callable[[], Awaitable[T]]]
     | AsyncIterable[Callable[[], Awaitable[T]]],

@@ -1076,13 +1076,13 @@ def concurrent_resolver(
         count = _check_first_addr_family_count(first_addr_family_count)
         _check_callable("getaddrinfo_async", getaddrinfo_async)
         sorter = _sorter(sort)
-    return resolve_checked(
+    return _resolve_checked(
         host, port, family, type, proto, flags, delay, count, raise_exc_group,
         getaddrinfo_async, sorter,
     )  # fmt: skip
 
 
-def resolve_checked(
+def _resolve_checked(
     host: Host,
     port: Port,
     family: int,
