@@ -746,11 +746,23 @@ async def test_a_loops_own_sock_connect_is_used(lab: Lab) -> None:
 
 
 async def test_which_connect_step_each_loop_uses() -> None:
-    # Pins what the flavours cover: asyncio's selector loops take the
-    # connect step above, uvloop its own sock_connect.
-    from async_stagger.connection import _uses_selector_connect
+    # Pins what the flavours cover: asyncio's selector loops and uvloop take
+    # the connect step above (their sock_connect resolves the address again).
+    from async_stagger.connection import _connects_directly
 
-    loop = asyncio.get_running_loop()
-    selector = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
-    assert _uses_selector_connect(loop) is selector
-    assert selector is (type(loop).__module__.partition(".")[0] != "uvloop")
+    assert _connects_directly(asyncio.get_running_loop())
+
+
+def test_a_loop_class_with_its_own_sock_connect_keeps_it() -> None:
+    from async_stagger.connection import _connects_directly
+
+    class OwnConnect(asyncio.SelectorEventLoop):
+        async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+            await super().sock_connect(sock, address)
+
+    for make in (asyncio.SelectorEventLoop, OwnConnect):
+        loop = make()
+        try:
+            assert _connects_directly(loop) is (make is not OwnConnect)
+        finally:
+            loop.close()
