@@ -133,6 +133,25 @@ class FixedAnswers(asyncio.SelectorEventLoop):
         return await super().getaddrinfo(host, port, family=family, type=type, **_)
 
 
+def uvloop_with_fixed_answers() -> asyncio.AbstractEventLoop:
+    """A uvloop loop whose getaddrinfo answers like :class:`FixedAnswers`."""
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    system = loop.getaddrinfo
+
+    async def getaddrinfo(host: Any, port: Any, **options: Any) -> list[Any]:
+        if host in FixedAnswers.answers:
+            return await FixedAnswers.getaddrinfo(loop, host, port, **options)  # type: ignore[arg-type]
+        return await system(host, port, **options)  # type: ignore[no-any-return]
+
+    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+    return loop
+
+
+#: The loop every measurement runs on (``--uvloop`` switches it).
+LOOP_FACTORY: Callable[[], asyncio.AbstractEventLoop] = FixedAnswers
+
 Connect = Callable[[str, int], Awaitable[tuple[Any, Any]]]
 
 
@@ -160,6 +179,9 @@ def candidates() -> dict[str, Connect]:
         "async_stagger open_connection": ours_open,
         "async_stagger create_connection": ours_create,
     }
+    if LOOP_FACTORY is not FixedAnswers:
+        # uvloop's create_connection has no happy_eyeballs_delay.
+        del found["asyncio happy_eyeballs_delay=0.25"]
     if aiohappyeyeballs is not None:
 
         async def aiohe(host: str, port: int) -> Any:
@@ -201,11 +223,19 @@ WORKLOADS = {
 }
 
 
+def workloads() -> dict[str, str]:
+    """The workloads the current loop can run: uvloop resolves names in C,
+    out of reach of the fixed answers, so it gets the IP literal only."""
+    if LOOP_FACTORY is FixedAnswers:
+        return WORKLOADS
+    return dict(list(WORKLOADS.items())[:1])
+
+
 def measure(count: int, rounds: int) -> None:
     found = candidates()
     FixedAnswers.answers = {"two.test": ["127.0.0.2", "127.0.0.3"]}
     with listener("0.0.0.0") as port:
-        for title, host in WORKLOADS.items():
+        for title, host in workloads().items():
             print(
                 f"\n{title}: µs per connection, {count} sequential connections,"
                 f" best of {rounds} rounds\n"
@@ -214,7 +244,7 @@ def measure(count: int, rounds: int) -> None:
             results: dict[str, list[tuple[float, float]]] = {n: [] for n in found}
             for _ in range(rounds):
                 for name, connect in found.items():
-                    with asyncio.Runner(loop_factory=FixedAnswers) as runner:
+                    with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
                         results[name].append(
                             runner.run(run_many(connect, host, port, count))
                         )
@@ -250,7 +280,10 @@ def measure_blackhole(repeat: int) -> None:
             sock.close()
             return took
 
-        times = [asyncio.run(once()) for _ in range(repeat)]
+        times = []
+        for _ in range(repeat):
+            with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+                times.append(runner.run(once()))
         over = [(t - DELAY) * 1e3 for t in times]
         print(
             f"  connected after {min(times) * 1e3:.2f} ms best,"
@@ -272,7 +305,7 @@ def profile(count: int) -> None:
         totals: dict[str, collections.Counter[str]] = {}
         for name in ("asyncio.open_connection", "async_stagger open_connection"):
             profiler = cProfile.Profile()
-            with asyncio.Runner(loop_factory=FixedAnswers) as runner:
+            with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
                 profiler.enable()
                 runner.run(run_many(found[name], "127.0.0.2", port, count))
                 profiler.disable()
@@ -295,7 +328,7 @@ def worker(name: str, host: str, count: int) -> None:
     FixedAnswers.answers = {"two.test": ["127.0.0.2", "127.0.0.3"]}
     with (
         listener("0.0.0.0") as port,
-        asyncio.Runner(loop_factory=FixedAnswers) as runner,
+        asyncio.Runner(loop_factory=LOOP_FACTORY) as runner,
     ):
         runner.run(run_many(found[name], host, port, 20))
         if count:
@@ -314,6 +347,7 @@ def instructions(name: str, host: str, count: int) -> float:
                 "--callgrind-out-file=/dev/null",
                 sys.executable,
                 __file__,
+                *(["--uvloop"] if LOOP_FACTORY is not FixedAnswers else []),
                 "--worker",
                 name,
                 host,
@@ -337,7 +371,7 @@ def measure_instructions(count: int) -> None:
         print("\ninstruction counts: valgrind is not installed, skipped")
         return
     names = list(candidates())
-    for title, host in WORKLOADS.items():
+    for title, host in workloads().items():
         print(
             f"\n{title}: machine instructions per connection (callgrind),"
             f" {count} connections"
@@ -368,13 +402,19 @@ def main() -> None:
         help="also count instructions per connection under callgrind"
         " (COUNT connections per candidate, default 300; takes minutes)",
     )
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run every client on uvloop's loop"
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.uvloop:
+        global LOOP_FACTORY
+        LOOP_FACTORY = uvloop_with_fixed_answers
     if args.worker:
         name, host, count = args.worker
         worker(name, host, int(count))
         return
-    print(f"Python {sys.version.split()[0]}")
+    print(f"Python {sys.version.split()[0]}, {'uvloop' if args.uvloop else 'asyncio'}")
     measure(args.count, args.rounds)
     measure_blackhole(args.blackhole_repeat)
     if args.instructions:
