@@ -47,7 +47,7 @@ from async_stagger import connection
 try:
     import aiohappyeyeballs
 except ImportError:  # optional
-    aiohappyeyeballs = None
+    aiohappyeyeballs = None  # type: ignore[assignment]
 
 DELAY = 0.25
 
@@ -119,7 +119,7 @@ class FixedAnswers(asyncio.SelectorEventLoop):
 
     answers: ClassVar[dict[str, list[Any]]] = {}
 
-    async def getaddrinfo(  # type: ignore[override]
+    async def getaddrinfo(
         self, host: Any, port: Any, *, family: int = 0, type: int = 0, **_: Any
     ) -> list[Any]:
         if host in self.answers:
@@ -143,7 +143,7 @@ def uvloop_with_fixed_answers() -> asyncio.AbstractEventLoop:
     async def getaddrinfo(host: Any, port: Any, **options: Any) -> list[Any]:
         if host in FixedAnswers.answers:
             return await FixedAnswers.getaddrinfo(loop, host, port, **options)  # type: ignore[arg-type]
-        return await system(host, port, **options)  # type: ignore[no-any-return]
+        return list(await system(host, port, **options))
 
     loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
     return loop
