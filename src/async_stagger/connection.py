@@ -17,9 +17,10 @@ How a connection is made
    family (§4); answers that arrive later join the tail of the stream (§6).
 3. Each address becomes one connection attempt: create a socket, bind it to
    a local address of the same family when one is given, ``connect`` it
-   (with :meth:`asyncio.loop.sock_connect`, or, on asyncio's own selector
-   loops, with the same steps minus its second resolution of an address
-   that is already resolved; see ``_connect_when_writable``).
+   (on asyncio's selector loops and uvloop's, with the steps of their
+   :meth:`~asyncio.loop.sock_connect` minus its second resolution of an
+   address that is already resolved, see ``_connect_when_writable``; on any
+   other loop, with its ``sock_connect``).
    :func:`~async_stagger.staggered_race` starts the attempts a *delay*
    apart, or the next one at once when the latest fails (§5). The first
    socket to finish the TCP handshake wins; the others are cancelled and
@@ -56,7 +57,7 @@ from . import defaults
 from ._checks import check_port, check_seconds
 from .race import _race_on_loop
 from .resolvers import _resolve_checked, concurrent_resolver
-from .trace import TraceCallback, emit, trace_callback, tracing
+from .trace import TraceCallback, emit, tracing, tracing_active
 
 __all__ = [
     "AddrInfo",
@@ -313,7 +314,7 @@ class _Attempts:
         self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
     ) -> socket.socket:
         family, type_, proto, _, address = info
-        traced = trace_callback() is not None
+        traced = tracing_active()
         if traced:
             emit("attempt_started", index=index, address=address, local_address=local)
         live = self.live
@@ -611,18 +612,10 @@ async def create_connected_sock(
     if not callable(resolver):
         raise TypeError(f"resolver must be callable, got {resolver!r}")
     loop = asyncio.get_running_loop()
-    sock: socket.socket
-    if trace is None:
-        sock = await _create_connection(
-            loop, None, host, port, family, proto, flags, None, local_addrs,
-            None, delay, resolver, raise_exc_group, None, None,
-        )  # fmt: skip
-    else:
-        with tracing(trace):
-            sock = await _create_connection(
-                loop, None, host, port, family, proto, flags, None,
-                local_addrs, None, delay, resolver, raise_exc_group, None, None,
-            )  # fmt: skip
+    sock: socket.socket = await _create_connection(
+        loop, None, host, port, family, proto, flags, None, local_addrs,
+        None, delay, resolver, raise_exc_group, None, None, trace,
+    )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -649,6 +642,30 @@ def _prepare(
 ) -> tuple[asyncio.AbstractEventLoop, dict[str, Any] | None, float]:
     """Check ``create_connection``'s arguments as asyncio does, before any
     network activity; return the loop, the TLS keywords and the delay."""
+    if (
+        # The commonest call, a host and a port, checked in a few
+        # comparisons; anything else goes through the full checks.
+        _typeof(host) is str
+        and host
+        and _typeof(port) is int
+        and 0 <= port <= 65535
+        and resolver is concurrent_resolver
+        and _typeof(family) is _typeof(proto) is _typeof(flags) is int
+        and (
+            loop,
+            ssl,
+            sock,
+            local_addr,
+            server_hostname,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+            happy_eyeballs_delay,
+            interleave,
+            delay,
+        )
+        == _ALL_NONE
+    ):
+        return asyncio.get_running_loop(), None, defaults.CONNECTION_ATTEMPT_DELAY
     running = _check_loop(loop)
     tls: dict[str, Any] | None = None
     if ssl is not None and ssl is not False:
@@ -782,54 +799,18 @@ async def create_connection(
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
-    if (
-        # The commonest call, a host and a port, checked in a few
-        # comparisons; anything else goes through the full checks.
-        _typeof(host) is str
-        and host
-        and _typeof(port) is int
-        and 0 <= port <= 65535
-        and resolver is concurrent_resolver
-        and _typeof(family) is _typeof(proto) is _typeof(flags) is int
-        and (
-            loop,
-            ssl,
-            sock,
-            local_addr,
-            server_hostname,
-            ssl_handshake_timeout,
-            ssl_shutdown_timeout,
-            happy_eyeballs_delay,
-            interleave,
-            delay,
-        )
-        == _ALL_NONE
-    ):
-        running = asyncio.get_running_loop()
-        tls = None
-        chosen_delay = defaults.CONNECTION_ATTEMPT_DELAY
-    else:
-        running, tls, chosen_delay = _prepare(
-            loop, host, port, ssl, family, proto, flags, sock,
-            local_addr, server_hostname, ssl_handshake_timeout,
-            ssl_shutdown_timeout, happy_eyeballs_delay, interleave, delay,
-            resolver,
-        )  # fmt: skip
+    running, tls, chosen_delay = _prepare(
+        loop, host, port, ssl, family, proto, flags, sock,
+        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+        happy_eyeballs_delay, interleave, delay, resolver,
+    )  # fmt: skip
     result: tuple[asyncio.BaseTransport, asyncio.BaseProtocol]
-    if trace is None:
-        result = await _create_connection(
-            running, protocol_factory, host, port, family, proto, flags, sock,
-            local_addrs, local_addr, chosen_delay, resolver,
-            raise_exc_group or all_errors, interleave, tls,
-        )  # fmt: skip
-        return result
-    with tracing(trace):
-        result = await _create_connection(
-            running, protocol_factory, host, port, family, proto, flags, sock,
-            local_addrs, local_addr, chosen_delay, resolver,
-            raise_exc_group or all_errors, interleave, tls,
-        )  # fmt: skip
-        return result
+    result = await _create_connection(
+        running, protocol_factory, host, port, family, proto, flags, sock,
+        local_addrs, local_addr, chosen_delay, resolver,
+        raise_exc_group or all_errors, interleave, tls, trace,
+    )  # fmt: skip
+    return result
 
 
 async def _create_connection(
@@ -848,15 +829,25 @@ async def _create_connection(
     raise_exc_group: bool,
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
+    trace: TraceCallback | None,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
-    loop's ``(transport, protocol)`` for it (TLS too, with *tls*).
+    loop's ``(transport, protocol)`` for it (TLS too, with *tls*). Events go
+    to *trace*, if given.
 
     One coroutine for all three public functions: every coroutine between
     the caller and the socket's ``connect`` is paid for again each time the
     connection waits.
     """
+    if trace is not None:
+        # Connect as an untraced call would, inside the tracing block.
+        with tracing(trace):
+            return await _create_connection(
+                loop, protocol_factory, host, port, family, proto, flags, sock,
+                local_addrs, local_addr, delay, resolver, raise_exc_group,
+                first_addr_family_count, tls, None,
+            )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
         assert protocol_factory is not None
@@ -1032,52 +1023,17 @@ async def open_connection(
     if type(limit) is not int or limit <= 0:
         _check_int("limit", limit)
         raise ValueError(f"limit must be positive, got {limit!r}")
-    if (
-        # As in create_connection: the commonest call, checked quickly.
-        _typeof(host) is str
-        and host
-        and _typeof(port) is int
-        and 0 <= port <= 65535
-        and resolver is concurrent_resolver
-        and _typeof(family) is _typeof(proto) is _typeof(flags) is int
-        and (
-            loop,
-            ssl,
-            sock,
-            local_addr,
-            server_hostname,
-            ssl_handshake_timeout,
-            ssl_shutdown_timeout,
-            happy_eyeballs_delay,
-            interleave,
-            delay,
-        )
-        == _ALL_NONE
-    ):
-        running = asyncio.get_running_loop()
-        tls = None
-        chosen_delay = defaults.CONNECTION_ATTEMPT_DELAY
-    else:
-        running, tls, chosen_delay = _prepare(
-            loop, host, port, ssl, family, proto, flags, sock,
-            local_addr, server_hostname, ssl_handshake_timeout,
-            ssl_shutdown_timeout, happy_eyeballs_delay, interleave, delay,
-            resolver,
-        )  # fmt: skip
+    running, tls, chosen_delay = _prepare(
+        loop, host, port, ssl, family, proto, flags, sock,
+        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
+        happy_eyeballs_delay, interleave, delay, resolver,
+    )  # fmt: skip
     reader = asyncio.StreamReader(limit=limit, loop=running)
     protocol = asyncio.StreamReaderProtocol(reader, loop=running)
-    if trace is None:
-        transport, _ = await _create_connection(
-            running, lambda: protocol, host, port, family, proto, flags, sock,
-            local_addrs, local_addr, chosen_delay, resolver,
-            raise_exc_group or all_errors, interleave, tls,
-        )  # fmt: skip
-    else:
-        with tracing(trace):
-            transport, _ = await _create_connection(
-                running, lambda: protocol, host, port, family, proto, flags,
-                sock, local_addrs, local_addr, chosen_delay, resolver,
-                raise_exc_group or all_errors, interleave, tls,
-            )  # fmt: skip
+    transport, _ = await _create_connection(
+        running, lambda: protocol, host, port, family, proto, flags, sock,
+        local_addrs, local_addr, chosen_delay, resolver,
+        raise_exc_group or all_errors, interleave, tls, trace,
+    )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer

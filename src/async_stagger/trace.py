@@ -106,12 +106,6 @@ def emit(kind: EventKind, **fields: Any) -> None:
         callback(TraceEvent(kind, time, **fields))
 
 
-#: The callback of the enclosing :func:`tracing` block, or None: the context
-#: variable's own (C) ``get``, for code that runs on every connection and
-#: checks before building an event.
-trace_callback: Callable[[], TraceCallback | None] = _current_trace.get
-
-
 def tracing_active() -> bool:
     """Whether a trace callback is listening (so an event is worth building)."""
     return _current_trace.get() is not None
