@@ -1200,3 +1200,12 @@ async def test_one_family_from_the_system_keeps_the_systems_order(
         )
     ]
     assert sorted_lists
+
+
+async def test_a_literal_answer_that_fails_ends_the_iteration():
+    # Like an async generator that raised: the error once, then nothing.
+    stream = concurrent_resolver("::1", 80, family=INET, type=STREAM)
+    with pytest.raises(socket.gaierror):
+        await stream.__anext__()
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()

@@ -77,7 +77,7 @@ from typing import Any, TypeAlias, cast
 from ._checks import check_port, check_seconds
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
-from .trace import emit, trace_callback, tracing_active
+from .trace import emit, tracing_active
 
 __all__ = [
     "AddrInfo",
@@ -165,6 +165,27 @@ def _check_callable(name: str, value: object) -> None:
         raise TypeError(f"{name} must be callable or None, got {value!r}")
 
 
+def _check_resolver_arguments(
+    host: object,
+    port: object,
+    family: object,
+    type: object,
+    proto: object,
+    flags: object,
+    first_addr_family_count: object,
+    getaddrinfo_async: object,
+    sort: bool | SortAddresses,
+) -> tuple[int, SortAddresses | None]:
+    """Check the arguments both resolvers take; return the family count and
+    the sorter."""
+    _check_host(host)
+    check_port(port)
+    _check_lookup_arguments(family, type, proto, flags)
+    count = _check_first_addr_family_count(first_addr_family_count)
+    _check_callable("getaddrinfo_async", getaddrinfo_async)
+    return count, _sorter(sort)
+
+
 def _sorter(sort: bool | SortAddresses) -> SortAddresses | None:
     if sort is True:
         return sort_addresses
@@ -248,6 +269,9 @@ class _DirectAnswer:
     async def __anext__(self) -> AddrInfo:
         left = self._left
         if left is None:
+            # An answer that raises ends the iteration, as a generator's
+            # exception would.
+            self._left = []
             left = self._left = self._answer()
         if left:
             return left.pop()
@@ -343,7 +367,7 @@ def _direct_answer(
                     (text, port),
                 )
             ]
-            if trace_callback() is not None:
+            if tracing_active():
                 _emit_direct_answer(host, infos)
             return _DirectAnswer(None, infos)
     arguments = (
@@ -920,12 +944,10 @@ def basic_resolver(
        Sorts by RFC 6724, answers literals directly, drops duplicates,
        validates its arguments; new ``getaddrinfo_async`` and ``sort``.
     """
-    _check_host(host)
-    check_port(port)
-    _check_lookup_arguments(family, type, proto, flags)
-    count = _check_first_addr_family_count(first_addr_family_count)
-    _check_callable("getaddrinfo_async", getaddrinfo_async)
-    sorter = _sorter(sort)
+    count, sorter = _check_resolver_arguments(
+        host, port, family, type, proto, flags, first_addr_family_count,
+        getaddrinfo_async, sort,
+    )  # fmt: skip
     direct = _direct_answer(host, port, family, type, proto, flags, sorter, count)
     if direct is not None:
         return direct
@@ -1069,13 +1091,11 @@ def concurrent_resolver(
         count: int = first_addr_family_count
         sorter: SortAddresses | None = sort_addresses
     else:
-        _check_host(host)
-        check_port(port)
-        _check_lookup_arguments(family, type, proto, flags)
+        count, sorter = _check_resolver_arguments(
+            host, port, family, type, proto, flags, first_addr_family_count,
+            getaddrinfo_async, sort,
+        )  # fmt: skip
         delay = _check_resolution_delay(resolution_delay)
-        count = _check_first_addr_family_count(first_addr_family_count)
-        _check_callable("getaddrinfo_async", getaddrinfo_async)
-        sorter = _sorter(sort)
     return _resolve_checked(
         host, port, family, type, proto, flags, delay, count, raise_exc_group,
         getaddrinfo_async, sorter,
