@@ -133,20 +133,11 @@ class FixedAnswers(asyncio.SelectorEventLoop):
         return await super().getaddrinfo(host, port, family=family, type=type, **_)
 
 
-def uvloop_with_fixed_answers() -> asyncio.AbstractEventLoop:
-    """A uvloop loop whose getaddrinfo answers like :class:`FixedAnswers`."""
+def uvloop_loop() -> asyncio.AbstractEventLoop:
+    """A new uvloop loop (imported only when asked for)."""
     import uvloop
 
-    loop = uvloop.new_event_loop()
-    system = loop.getaddrinfo
-
-    async def getaddrinfo(host: Any, port: Any, **options: Any) -> list[Any]:
-        if host in FixedAnswers.answers:
-            return await FixedAnswers.getaddrinfo(loop, host, port, **options)  # type: ignore[arg-type]
-        return list(await system(host, port, **options))
-
-    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
-    return loop
+    return uvloop.new_event_loop()
 
 
 #: The loop every measurement runs on (``--uvloop`` switches it).
@@ -409,7 +400,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.uvloop:
         global LOOP_FACTORY
-        LOOP_FACTORY = uvloop_with_fixed_answers
+        LOOP_FACTORY = uvloop_loop
     if args.worker:
         name, host, count = args.worker
         worker(name, host, int(count))
