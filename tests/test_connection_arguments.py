@@ -23,7 +23,7 @@ from async_stagger.connection import (
     open_connection,
 )
 from async_stagger.trace import TraceEvent
-from lab import Lab
+from lab import Lab, ipv6_loopback_available
 
 
 class RecordingResolver:
@@ -382,3 +382,34 @@ async def test_resolver_returning_a_bare_async_iterator_works(lab: Lab) -> None:
     )
     with sock:
         assert sock.getpeername() == server.sockaddr
+
+
+@pytest.mark.skipif(
+    not ipv6_loopback_available(), reason="this machine has no IPv6 loopback (::1)"
+)
+@pytest.mark.parametrize(
+    ("interleave", "families"),
+    [(None, [6, 4, 6, 4]), (2, [6, 6, 4, 4])],
+)
+async def test_interleave_orders_the_default_resolvers_addresses(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, interleave: Any, families: list[int]
+) -> None:
+    # Through the default resolver, on the system-lookup path: every address
+    # refuses at once, the trace shows the order they were tried in.
+    answers = {
+        socket.AF_INET6: [lab.refusing("::1"), lab.refusing("::1")],
+        socket.AF_INET: [lab.refusing("127.0.0.1"), lab.refusing("127.0.0.1")],
+    }
+
+    async def getaddrinfo(host: Any, port: Any, *, family: int = 0, **_: Any) -> Any:
+        return [endpoint.addrinfo for endpoint in answers[family]]
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    events: list[TraceEvent] = []
+    with pytest.raises(OSError):
+        await open_connection(
+            "example.test", 80, interleave=interleave, trace=events.append
+        )
+    started = [e.address for e in events if e.kind == "attempt_started"]
+    assert [6 if ":" in a[0] else 4 for a in started if a] == families

@@ -867,24 +867,20 @@ async def _create_connection(
             if not locals_:
                 raise ValueError("local_addrs is empty: no local address to bind to")
 
-        if resolver is concurrent_resolver and first_addr_family_count is None:
+        if resolver is concurrent_resolver:
             # The default resolver, with arguments checked already.
             remote = _resolve_checked(
                 host, port, family, _SOCK_STREAM, proto, flags,
+                first_addr_family_count=(
+                    defaults.FIRST_ADDRESS_FAMILY_COUNT
+                    if first_addr_family_count is None
+                    else first_addr_family_count
+                ),
                 raise_exc_group=raise_exc_group,
             )  # fmt: skip
-        elif first_addr_family_count is None and not raise_exc_group:
-            # Only the options every resolver takes, so custom resolvers
-            # written for async_stagger 0.4 keep working.
-            remote = resolver(
-                host,
-                port,
-                family=family,
-                type=socket.SOCK_STREAM,
-                proto=proto,
-                flags=flags,
-            )
         else:
+            # Only the options asked for: every resolver takes the rest, so
+            # custom resolvers written for async_stagger 0.4 keep working.
             options: dict[str, Any] = {}
             if first_addr_family_count is not None:
                 options["first_addr_family_count"] = first_addr_family_count
@@ -894,7 +890,7 @@ async def _create_connection(
                 host,
                 port,
                 family=family,
-                type=socket.SOCK_STREAM,
+                type=_SOCK_STREAM,
                 proto=proto,
                 flags=flags,
                 **options,
