@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from async_stagger.history import ConnectionHistory, set_shared_history
 from loops import FLAVOURS, VIRTUAL_FLAVOURS, loop_factory
 
 pytest_plugins = ["lab.plugin"]
@@ -92,6 +93,16 @@ def no_leaks() -> Iterator[None]:
     if leaked:
         details = {fd: _describe(fd) for fd in sorted(leaked)}
         pytest.fail(f"file descriptors leaked by the test: {details}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_shared_history() -> Iterator[ConnectionHistory]:
+    """Each test starts with an empty shared connection history: what one
+    test's connections learned must not reorder or retime the next test's."""
+    history = ConnectionHistory()
+    previous = set_shared_history(history)
+    yield history
+    set_shared_history(previous)
 
 
 def _is_open(fd: int) -> bool:

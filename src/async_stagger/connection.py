@@ -54,9 +54,22 @@ from operator import length_hint
 from typing import Any, TypeAlias
 
 from . import defaults
+from . import history as _history
 from ._checks import check_port, check_seconds
+from .address_order import find_source_address
+from .history import (
+    SHARED,
+    ConnectionHistory,
+    HistoryOption,
+    resolve_history_option,
+)
 from .race import _race_on_loop
-from .resolvers import _resolve_checked, concurrent_resolver
+from .resolvers import (
+    _DirectAnswer,
+    _resolve_checked,
+    basic_resolver,
+    concurrent_resolver,
+)
 from .trace import TraceCallback, emit, tracing, tracing_active
 
 __all__ = [
@@ -230,13 +243,22 @@ class _Attempts:
 
     __slots__ = (
         "addresses",
+        "connected_at",
+        "default_delay",
+        "delays",
         "direct_connect",
+        "finished",
+        "history",
         "live",
         "local_addrs",
         "loop",
+        "outlived",
         "pending",
         "remote",
         "skipped",
+        "started",
+        "unanswered",
+        "watched",
     )
 
     def __init__(
@@ -257,6 +279,70 @@ class _Attempts:
         self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
         # Further (remote, local) pairs for the current remote address.
         self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
+        # What the connection history and the tracer need, kept only when
+        # one of them is listening (see _watch): the start of each attempt,
+        # the attempts that ended, those still unanswered when the next one
+        # started, and the delay after each.
+        self.history: ConnectionHistory | None = None
+        self.watched = False
+        self.default_delay = defaults.CONNECTION_ATTEMPT_DELAY
+        self.started: dict[int, float] = {}
+        self.finished: set[int] = set()
+        self.outlived: set[int] = set()
+        self.delays: dict[int, float] = {}
+        self.connected_at = 0.0
+        self.unanswered = -1
+
+    def _watch(self, history: ConnectionHistory | None, delay: float | None) -> None:
+        """Keep what the history (and the tracer) need about each attempt."""
+        self.history = history
+        self.watched = True
+        if delay is not None:
+            self.default_delay = delay
+
+    def delay_after(self, index: int) -> float:
+        """The attempt delay after attempt *index* (RFC 8305 §5): from its
+        address's measured RTT when the history has one, else the default."""
+        delay = self.default_delay
+        history = self.history
+        if history is not None and len(history):
+            address, local = self.addresses[index]
+            source = _source_host(address, local)
+            measured = (
+                None if source is None else history.attempt_delay(source, address[0])
+            )
+            if measured is not None:
+                delay = measured
+                if tracing_active():
+                    emit(
+                        "attempt_delay_from_history",
+                        index=index,
+                        address=address,
+                        delay=delay,
+                    )
+        self.delays[index] = delay
+        return delay
+
+    def _note_outlived(self) -> None:
+        """The race asks for the next attempt: if the latest one is still
+        running, its delay ran out without an answer (RFC 8305 §5)."""
+        latest = len(self.addresses) - 1
+        if latest < 0 or latest in self.finished or latest in self.outlived:
+            return
+        self.outlived.add(latest)
+        self.unanswered = latest
+
+    def _announce_unanswered(self) -> None:
+        """Tell the tracer that the attempt still unanswered is why the one
+        being made now starts."""
+        latest, self.unanswered = self.unanswered, -1
+        if latest >= 0 and tracing_active():
+            emit(
+                "attempt_delay_expired",
+                index=latest,
+                address=self.addresses[latest][0],
+                delay=self.delays.get(latest),
+            )
 
     def __aiter__(self) -> _Attempts:
         return self
@@ -267,6 +353,8 @@ class _Attempts:
         return len(self.pending) + length_hint(self.remote, 1)
 
     async def __anext__(self) -> Callable[[], Any]:
+        if self.watched:
+            self._note_outlived()
         if self.pending:
             info, local = self.pending.pop()
             return self._factory(info, local)
@@ -282,16 +370,13 @@ class _Attempts:
                 first = pairs.pop()
                 self.pending = pairs
                 return self._factory(*first)
-            self.skipped.append(
-                (
-                    info[4],
-                    OSError(
-                        errno.EAFNOSUPPORT,
-                        f"no local address of family {_family_name(family)}"
-                        f" to connect to {info[4]!r} from",
-                    ),
-                )
+            skipped = OSError(
+                errno.EAFNOSUPPORT,
+                f"no local address of family {_family_name(family)}"
+                f" to connect to {info[4]!r} from",
             )
+            self.skipped.append((info[4], skipped))
+            emit("address_skipped", address=info[4], error=skipped)
 
     def aclose(self) -> Awaitable[None]:
         """Close the resolver's iterator (the race calls this on exit)."""
@@ -306,6 +391,8 @@ class _Attempts:
     def _factory(
         self, info: AddrInfo, local: tuple[Any, ...] | None
     ) -> Callable[[], Any]:
+        if self.watched:
+            self._announce_unanswered()
         index = len(self.addresses)
         self.addresses.append((info[4], local))
         return partial(self._connect, index, info, local)
@@ -317,6 +404,9 @@ class _Attempts:
         traced = tracing_active()
         if traced:
             emit("attempt_started", index=index, address=address, local_address=local)
+        watched = self.watched
+        if watched:
+            self.started[index] = self.loop.time()
         live = self.live
         sock = None
         try:
@@ -342,6 +432,8 @@ class _Attempts:
             if sock is not None:
                 live.discard(sock)
                 sock.close()
+            if watched:
+                self.finished.add(index)
             if traced:
                 emit("attempt_cancelled", index=index, address=address)
             raise
@@ -349,12 +441,70 @@ class _Attempts:
             if sock is not None:
                 live.discard(sock)
                 sock.close()
+            if watched:
+                self.finished.add(index)
             if traced:
                 emit("attempt_failed", index=index, address=address, error=exc)
             raise
+        if watched:
+            self.connected_at = self.loop.time()
+            self.finished.add(index)
         if traced:
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
+
+
+def _orders_by_history(resolver: Resolver) -> bool:
+    """Whether *resolver* is one of ours with options bound
+    (``functools.partial(concurrent_resolver, ...)``) that can take the
+    connection's history and was not given one of its own."""
+    return (
+        _typeof(resolver) is partial
+        and resolver.func in (concurrent_resolver, basic_resolver)
+        and "history" not in resolver.keywords
+    )
+
+
+def _source_host(address: tuple[Any, ...], local: tuple[Any, ...] | None) -> str | None:
+    """The local address an attempt to *address* goes out from: the one it
+    is bound to, else the one the system would pick (the history's network
+    key, RFC 8305 §4)."""
+    if local is not None and local[0]:
+        return str(local[0])
+    family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+    source = find_source_address(family, address)
+    return None if source is None else str(source[0])
+
+
+def _record_outcomes(
+    history: ConnectionHistory,
+    attempts: _Attempts,
+    exceptions: list[BaseException | None],
+    winner_index: int | None,
+) -> None:
+    """Tell the history how each attempt went (see async_stagger.history)."""
+    for index, ((address, local), exc) in enumerate(
+        zip(attempts.addresses, exceptions, strict=False)
+    ):
+        if index == winner_index:
+            outcome = "connected"
+        elif isinstance(exc, OSError):
+            outcome = "failed"
+        elif winner_index is not None and index in attempts.outlived:
+            # Cancelled because another won after its delay ran out.
+            outcome = "no answer"
+        else:
+            continue  # cancelled early: nothing learned
+        source = _source_host(address, local)
+        if source is None:
+            continue
+        if outcome == "connected":
+            rtt = attempts.connected_at - attempts.started.get(index, 0.0)
+            history.record_success(source, address[0], rtt)
+        elif outcome == "failed":
+            history.record_failure(source, address[0], "failed")
+        else:
+            history.record_failure(source, address[0], "no answer")
 
 
 # asyncio's own sock_connect for selector loops (see _connect_when_writable).
@@ -558,6 +708,7 @@ async def create_connected_sock(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> socket.socket:
     """Connect to *host* and *port* with Happy Eyeballs; return the socket.
 
@@ -587,6 +738,8 @@ async def create_connected_sock(
             instead of one :class:`OSError`.
         trace: Called with a :class:`~async_stagger.TraceEvent` for each step
             (lookups, attempts started, failed, won).
+        history: See :func:`create_connection`. With the default *delay*,
+            the history may choose each attempt's delay from measured RTTs.
 
     Returns:
         A connected, non-blocking :class:`socket.socket` with ``TCP_NODELAY``
@@ -604,7 +757,8 @@ async def create_connected_sock(
         TypeError: An argument has the wrong type.
 
     .. versionadded:: 1.0
-       the *trace* argument; ``TCP_NODELAY`` is set on the socket.
+       the *trace* and *history* arguments; ``TCP_NODELAY`` is set on the
+       socket.
     """
     _check_target(host, port, family, proto, flags)
     if delay is not None and (type(delay) is not float or not delay >= 0):
@@ -614,7 +768,7 @@ async def create_connected_sock(
     loop = asyncio.get_running_loop()
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
-        None, delay, resolver, raise_exc_group, None, None, trace,
+        None, delay, resolver, raise_exc_group, None, None, trace, history,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -734,6 +888,7 @@ async def create_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :meth:`asyncio.loop.create_connection`.
@@ -774,6 +929,11 @@ async def create_connection(
             :class:`ExceptionGroup` of every attempt's and lookup's error.
         trace: Called with a :class:`~async_stagger.TraceEvent` per step,
             including the TLS handshake.
+        history: The :class:`~async_stagger.history.ConnectionHistory` that
+            orders the addresses and times the attempts from what earlier
+            connections learned, and learns from this one (RFC 8305 §4,
+            §5): by default the process's shared one; ``None`` for none.
+            An explicit *delay* or *happy_eyeballs_delay* is used as given.
 
     Returns:
         ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
@@ -795,7 +955,8 @@ async def create_connection(
 
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
-       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), and *trace*.
+       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*
+       and *history*.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
@@ -808,7 +969,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, history,
     )  # fmt: skip
     return result
 
@@ -830,6 +991,7 @@ async def _create_connection(
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
@@ -846,7 +1008,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None,
+                first_addr_family_count, tls, None, history,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -854,6 +1016,11 @@ async def _create_connection(
         if tls is None:
             return await loop.create_connection(protocol_factory, sock=sock)
         return await loop.create_connection(protocol_factory, sock=sock, **tls)
+    used_history: ConnectionHistory | None = None
+    if history is SHARED:
+        used_history = _history._shared
+    elif history is not None:
+        used_history = resolve_history_option(history)
     try:
         locals_: list[tuple[int, tuple[Any, ...]]] | None = None
         if local_addrs is not None or local_addr is not None:
@@ -879,6 +1046,7 @@ async def _create_connection(
                     else first_addr_family_count
                 ),
                 raise_exc_group=raise_exc_group,
+                history=used_history,
             )  # fmt: skip
         else:
             # Only the options asked for: every resolver takes the rest, so
@@ -888,6 +1056,8 @@ async def _create_connection(
                 options["first_addr_family_count"] = first_addr_family_count
             if raise_exc_group:
                 options["raise_exc_group"] = True
+            if used_history is not None and _orders_by_history(resolver):
+                options["history"] = used_history
             remote = resolver(
                 host,
                 port,
@@ -898,11 +1068,26 @@ async def _create_connection(
                 **options,
             )
         attempts = _Attempts(loop, remote, locals_)
+        delay_for = None
+        # An IP literal has one address: nothing to order or time, and not
+        # worth recording (it would cost every literal connection).
+        if _typeof(remote) is not _DirectAnswer:
+            if used_history is not None:
+                attempts._watch(used_history, delay)
+                if delay is defaults.CONNECTION_ATTEMPT_DELAY:
+                    # No delay was given (this very object is the default):
+                    # the history may time each attempt (RFC 8305 §5). A
+                    # delay the caller chose is used as given.
+                    delay_for = attempts.delay_after
+            elif tracing_active():
+                attempts._watch(None, delay)
         winner: socket.socket | None = None
         try:
-            winner, _, exceptions, source_exc = await _race_on_loop(
-                loop, attempts, delay
+            winner, winner_index, exceptions, source_exc = await _race_on_loop(
+                loop, attempts, delay, delay_for
             )
+            if attempts.history is not None:
+                _record_outcomes(attempts.history, attempts, exceptions, winner_index)
         finally:
             # The race closes its losers; this also catches a winner the race
             # dropped because we were cancelled just as it won.
@@ -977,6 +1162,7 @@ async def open_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :func:`asyncio.open_connection`.
@@ -1004,6 +1190,7 @@ async def open_connection(
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
+        history: See :func:`create_connection`.
 
     Returns:
         ``(reader, writer)``, as :func:`asyncio.open_connection`.
@@ -1031,7 +1218,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, history,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer

@@ -75,8 +75,9 @@ from collections.abc import (
 from typing import Any, TypeAlias, cast
 
 from ._checks import check_port, check_seconds
-from .address_order import AddrInfo, interleave, sort_addresses
+from .address_order import AddrInfo, explain_order, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
+from .history import ConnectionHistory
 from .trace import emit, tracing_active
 
 __all__ = [
@@ -822,6 +823,28 @@ def _emit_direct_answer(host: Host, infos: list[AddrInfo]) -> None:
         )
 
 
+def _emit_order(
+    host: Host,
+    ordered: Sequence[AddrInfo],
+    sorter: SortAddresses | None,
+    history: ConnectionHistory | None,
+) -> None:
+    """Report the order the first attempts will follow, with the reason for
+    each position (for the tracer; only called when somebody traces)."""
+    if sorter is sort_addresses:
+        reasons = explain_order(ordered, history=history)
+    elif sorter is None:
+        reasons = ["getaddrinfo order (sorting off)"] * len(ordered)
+    else:
+        reasons = ["custom sort"] * len(ordered)
+    emit(
+        "order_decided",
+        host=_host_text(host),
+        addresses=tuple(info[4] for info in ordered),
+        reasons=tuple(reasons),
+    )
+
+
 def _identity(info: AddrInfo) -> tuple[Any, ...]:
     # The same address for the same socket type is a duplicate; the
     # canonical name does not matter.
@@ -845,6 +868,7 @@ def _order(
     already_yielded: Sequence[int] = (),
     *,
     system_sorted: bool = False,
+    history: ConnectionHistory | None = None,
 ) -> list[AddrInfo]:
     """Sort *infos* with *sorter* and interleave them by family.
 
@@ -852,9 +876,16 @@ def _order(
     ``getaddrinfo``, which orders each answer by RFC 6724 itself), a list
     of one family is left in the system's order: the RFC 6724 sort exists
     here for what the system never saw, the two families side by side.
+    A *history* that knows something reorders even one family's list
+    (RFC 8305 §4, see :mod:`async_stagger.history`).
     """
     if len(infos) <= 1 and not already_yielded:
         return list(infos)  # nothing to order (an IP literal, typically)
+    if history is not None and sorter is sort_addresses and len(history):
+        infos = sort_addresses(infos, history=history)
+        return interleave(
+            infos, first_addr_family_count, already_yielded=already_yielded
+        )
     if system_sorted and sorter is sort_addresses:
         family = infos[0][0] if infos else None
         if all(info[0] == family for info in infos) and all(
@@ -887,6 +918,7 @@ def basic_resolver(
     raise_exc_group: bool = False,
     getaddrinfo_async: GetaddrinfoAsync | None = None,
     sort: bool | SortAddresses = True,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     """Resolve with one lookup, then yield the addresses sorted and
     interleaved by family.
@@ -921,6 +953,9 @@ def basic_resolver(
             to keep ``getaddrinfo``'s order, or a callable ordering a list
             of 5-tuples (tests pass ``sort_addresses`` with a fixed
             ``source_address``).
+        history: A :class:`~async_stagger.history.ConnectionHistory` whose
+            outcomes refine the RFC 6724 order (RFC 8305 §4), or ``None``.
+            Only with ``sort=True``.
 
     Returns:
         An async iterator with ``aclose`` of getaddrinfo 5-tuples
@@ -942,7 +977,8 @@ def basic_resolver(
 
     .. versionchanged:: 1.0
        Sorts by RFC 6724, answers literals directly, drops duplicates,
-       validates its arguments; new ``getaddrinfo_async`` and ``sort``.
+       validates its arguments; new ``getaddrinfo_async``, ``sort`` and
+       ``history``.
     """
     count, sorter = _check_resolver_arguments(
         host, port, family, type, proto, flags, first_addr_family_count,
@@ -961,7 +997,14 @@ def basic_resolver(
         count,
         getaddrinfo_async or shared_getaddrinfo,
         sorter,
+        _checked_history(history),
     )
+
+
+def _checked_history(history: object) -> ConnectionHistory | None:
+    if history is None or isinstance(history, ConnectionHistory):
+        return history
+    raise TypeError(f"history must be a ConnectionHistory or None, got {history!r}")
 
 
 async def _basic(
@@ -974,6 +1017,7 @@ async def _basic(
     first_addr_family_count: int,
     getaddrinfo_async: GetaddrinfoAsync,
     sorter: SortAddresses | None,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     infos = await _lookup(getaddrinfo_async, host, port, family, type, proto, flags)
     ordered = _order(
@@ -981,9 +1025,12 @@ async def _basic(
         sorter,
         first_addr_family_count,
         system_sorted=getaddrinfo_async is shared_getaddrinfo,
+        history=history,
     )
     if not ordered:
         raise _no_addresses(host)
+    if tracing_active():
+        _emit_order(host, ordered, sorter, history)
     for info in ordered:
         yield info
 
@@ -1004,6 +1051,7 @@ def concurrent_resolver(
     raise_exc_group: bool = False,
     getaddrinfo_async: GetaddrinfoAsync | None = None,
     sort: bool | SortAddresses = True,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     """Resolve IPv6 and IPv4 concurrently and yield addresses as soon as
     RFC 8305 §3 allows (the default resolver).
@@ -1046,6 +1094,9 @@ def concurrent_resolver(
             (:func:`~async_stagger.address_order.sort_addresses`), ``False``
             to keep each family's ``getaddrinfo`` order, or a callable
             ordering a list of 5-tuples.
+        history: A :class:`~async_stagger.history.ConnectionHistory` whose
+            outcomes refine the RFC 6724 order (RFC 8305 §4), or ``None``.
+            Only with ``sort=True``.
 
     Returns:
         An async iterator with ``aclose`` of getaddrinfo 5-tuples
@@ -1069,7 +1120,8 @@ def concurrent_resolver(
     .. versionchanged:: 1.0
        Waits for IPv6 only for the resolution delay, merges late answers,
        sorts by RFC 6724, answers literals directly, drops duplicates,
-       validates its arguments; new ``getaddrinfo_async`` and ``sort``.
+       validates its arguments; new ``getaddrinfo_async``, ``sort`` and
+       ``history``.
     """
     if (
         # The common call, from the connection functions, checked in a few
@@ -1086,6 +1138,7 @@ def concurrent_resolver(
         and first_addr_family_count is FIRST_ADDRESS_FAMILY_COUNT
         and getaddrinfo_async is None
         and sort is True
+        and history is None
     ):
         delay: float = resolution_delay
         count: int = first_addr_family_count
@@ -1096,9 +1149,10 @@ def concurrent_resolver(
             getaddrinfo_async, sort,
         )  # fmt: skip
         delay = _check_resolution_delay(resolution_delay)
+        history = _checked_history(history)
     return _resolve_checked(
         host, port, family, type, proto, flags, delay, count, raise_exc_group,
-        getaddrinfo_async, sorter,
+        getaddrinfo_async, sorter, history,
     )  # fmt: skip
 
 
@@ -1114,6 +1168,7 @@ def _resolve_checked(
     raise_exc_group: bool = False,
     getaddrinfo_async: GetaddrinfoAsync | None = None,
     sorter: SortAddresses | None = sort_addresses,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     """:func:`concurrent_resolver` for arguments already checked (the
     connection functions check theirs before anything else): the same
@@ -1127,7 +1182,7 @@ def _resolve_checked(
         lookup = getaddrinfo_async or shared_getaddrinfo
         return _basic(
             host, port, family, type, proto, flags, first_addr_family_count,
-            lookup, sorter,
+            lookup, sorter, history,
         )  # fmt: skip
     return _concurrent(
         host,
@@ -1140,6 +1195,7 @@ def _resolve_checked(
         raise_exc_group,
         getaddrinfo_async,
         sorter,
+        history,
     )
 
 
@@ -1176,6 +1232,7 @@ async def _concurrent(
     raise_exc_group: bool,
     getaddrinfo_async: GetaddrinfoAsync | None,
     sorter: SortAddresses | None,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     loop = asyncio.get_running_loop()
     wake: asyncio.Future[None] | None = None
@@ -1200,6 +1257,7 @@ async def _concurrent(
     ipv6 = _FamilyLookup(socket.AF_INET6, host, notify)
     ipv4 = _FamilyLookup(socket.AF_INET, host, notify)
     lookups = (ipv6, ipv4)
+    started_at = loop.time()
     try:
         if tracing_active():
             for lookup in lookups:
@@ -1218,6 +1276,13 @@ async def _concurrent(
                     ipv4_answered_at = loop.time()
                 remaining = ipv4_answered_at + resolution_delay - loop.time()
                 if remaining <= 0:
+                    if tracing_active():
+                        emit(
+                            "resolution_delay_expired",
+                            host=_host_text(host),
+                            family=socket.AF_INET6,
+                            delay=resolution_delay,
+                        )
                     break  # RFC 8305 §3: stop waiting for AAAA
                 await wait(remaining if math.isfinite(remaining) else None)
             else:
@@ -1247,7 +1312,10 @@ async def _concurrent(
                     first_addr_family_count,
                     handed_out,
                     system_sorted=getaddrinfo_async is None,
+                    history=history,
                 )
+                if not handed_out and tail and tracing_active():
+                    _emit_order(host, tail, sorter, history)
                 # Handed out from the front: reversed, each pop is cheap.
                 tail.reverse()
                 if not unmerged:
@@ -1274,6 +1342,15 @@ async def _concurrent(
     finally:
         # Closed early (the race was won), cancelled, or done: no lookup may
         # outlive the iterator, and none may leave an exception unretrieved.
+        if tracing_active():
+            for lookup in lookups:
+                if not lookup.finished and lookup._shared is not None:
+                    emit(
+                        "resolution_abandoned",
+                        host=_host_text(host),
+                        family=lookup.family,
+                        delay=loop.time() - started_at,
+                    )
         stopping = [lookup.abandon() for lookup in lookups]
         running = [future for future in stopping if future is not None]
         for future in running:

@@ -43,6 +43,20 @@ __all__ = [
 #: - ``"tls_started"`` / ``"tls_succeeded"`` / ``"tls_failed"``: the TLS
 #:   handshake on the winning socket.
 #: - ``"connection_failed"``: the whole call failed with ``error``.
+#: - ``"resolution_delay_expired"``: the IPv4 answer came first and the IPv6
+#:   lookup did not answer within the Resolution Delay (``delay``): the race
+#:   goes on without IPv6 for now (RFC 8305 §3).
+#: - ``"resolution_abandoned"``: the ``family`` lookup was still unanswered
+#:   after ``delay`` seconds when the connection no longer needed it.
+#: - ``"order_decided"``: the ``addresses`` will be tried in this order, each
+#:   for the matching entry of ``reasons``; reported once, before the first
+#:   attempt (addresses of a late answer join the tail later).
+#: - ``"attempt_delay_expired"``: attempt ``index`` got no answer within its
+#:   attempt delay (``delay``); the next attempt starts while it goes on.
+#: - ``"attempt_delay_from_history"``: the attempt delay after attempt
+#:   ``index`` is ``delay``, computed from its address's measured RTT.
+#: - ``"address_skipped"``: ``address`` was not tried: no local address of
+#:   its family to connect from (``error`` says so).
 EventKind = Literal[
     "resolution_started",
     "resolution_answered",
@@ -55,6 +69,12 @@ EventKind = Literal[
     "tls_succeeded",
     "tls_failed",
     "connection_failed",
+    "resolution_delay_expired",
+    "resolution_abandoned",
+    "order_decided",
+    "attempt_delay_expired",
+    "attempt_delay_from_history",
+    "address_skipped",
 ]
 
 
@@ -73,6 +93,12 @@ class TraceEvent:
         local_address: The local address an attempt was bound to, if any.
         addresses: The socket addresses a lookup answered with.
         error: The exception, for failure events.
+        delay: Seconds: the delay that expired, or how long a lookup had
+            been waiting, or a computed attempt delay.
+        reasons: For ``"order_decided"``: why each address is where it is.
+
+    .. versionchanged:: 1.0
+       the ``delay`` and ``reasons`` fields, and the events that use them.
     """
 
     kind: EventKind
@@ -84,6 +110,8 @@ class TraceEvent:
     local_address: tuple[Any, ...] | None = None
     addresses: tuple[tuple[Any, ...], ...] | None = None
     error: BaseException | None = None
+    delay: float | None = None
+    reasons: tuple[str, ...] | None = None
 
 
 #: The signature of a trace callback. It is called synchronously, in the event
