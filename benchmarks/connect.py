@@ -12,7 +12,11 @@ for one address (an IP literal) and for two addresses of which the first
 works (the addresses come from a ``getaddrinfo`` that answers at once, so no
 executor thread is measured). Then it times a connection whose first address
 is blackholed (its accept queue is full, so SYNs are dropped): that should
-take the connection attempt delay plus a few milliseconds.
+take the connection attempt delay plus a few milliseconds. Last, what the
+connection history saves: repeated connections to a name whose IPv6 address
+is blackholed, and to one whose first address went dark after answering in
+a millisecond, with ``history=None`` and with a history
+(``--history-only`` runs just that).
 
 The listeners are plain kernel sockets accepted by a child process, so the
 server's work stays out of the process being measured.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -93,14 +98,15 @@ def listener(host: str) -> Iterator[int]:
 @contextlib.contextmanager
 def blackhole(host: str) -> Iterator[int]:
     """A listener whose accept queue is full: further SYNs are dropped."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.bind((host, 0))
     sock.listen(0)
     port = sock.getsockname()[1]
     fillers = []
     try:
         for _ in range(3):
-            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler = socket.socket(family, socket.SOCK_STREAM)
             filler.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 filler.connect((host, port))
@@ -283,6 +289,91 @@ def measure_blackhole(repeat: int) -> None:
         )
 
 
+def measure_history(repeat: int) -> None:
+    """What the connection history saves (RFC 8305 §4, §5): connections to
+    a name whose IPv6 address is blackholed, and to one whose first address
+    went dark after answering in about a millisecond."""
+    from async_stagger.address_order import find_source_address
+    from async_stagger.history import ConnectionHistory
+    from async_stagger.resolvers import concurrent_resolver
+
+    if not socket.has_ipv6:
+        print("\nhistory: no IPv6 here, skipped")
+        return
+    with (
+        listener("0.0.0.0") as port,
+        blackhole("::1") as dead6,
+        blackhole("127.0.0.4") as dead4,
+    ):
+        dual = {
+            socket.AF_INET6: [(socket.AF_INET6, ("::1", dead6, 0, 0))],
+            socket.AF_INET: [(socket.AF_INET, ("127.0.0.5", port))],
+        }
+        first_dark = {
+            socket.AF_INET6: [],
+            socket.AF_INET: [
+                (socket.AF_INET, ("127.0.0.4", dead4)),
+                (socket.AF_INET, ("127.0.0.5", port)),
+            ],
+        }
+
+        def answering(table: dict[Any, Any]) -> Any:
+            async def getaddrinfo(host: Any, p: Any, *, family: int, **_: Any) -> Any:
+                found = table[family]
+                if not found:
+                    raise socket.gaierror(socket.EAI_NONAME, "no such address")
+                return [(f, socket.SOCK_STREAM, 6, "", a) for f, a in found]
+
+            return functools.partial(concurrent_resolver, getaddrinfo_async=getaddrinfo)
+
+        async def connect(resolver: Any, history: Any) -> float:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            sock = await connection.create_connected_sock(
+                "name.test", port, resolver=resolver, history=history
+            )
+            took = loop.time() - start
+            sock.close()
+            return took
+
+        def run(coro: Any) -> float:
+            with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+                took: float = runner.run(coro)
+            return took
+
+        print("\nconnection history: IPv6 address blackholed, IPv4 works")
+        resolver = answering(dual)
+        for title, history in (
+            ("history=None", None),
+            ("with history", ConnectionHistory()),
+        ):
+            times = [run(connect(resolver, history)) for _ in range(repeat + 1)]
+            print(
+                f"  {title:14s} first {times[0] * 1e3:7.2f} ms,"
+                f" later ones {statistics.median(times[1:]) * 1e3:7.2f} ms median"
+                f" (max {max(times[1:]) * 1e3:.2f} ms; target with history:"
+                " <= 5 ms)"
+            )
+        print(
+            "connection history: first address blackholed, it answered in 1 ms before"
+        )
+        resolver = answering(first_dark)
+        source = find_source_address(socket.AF_INET, ("127.0.0.4", dead4))
+        assert source is not None
+        for title, seeded in (("history=None", False), ("with history", True)):
+            times = []
+            for _ in range(repeat):
+                history = None
+                if seeded:
+                    history = ConnectionHistory()
+                    history.record_success(source[0], "127.0.0.4", 0.001)
+                times.append(run(connect(resolver, history)))
+            print(
+                f"  {title:14s} {statistics.median(times) * 1e3:7.2f} ms median"
+                " (target with history: about the 100 ms minimum)"
+            )
+
+
 def profile(count: int) -> None:
     """Where the time of our IP-literal connection goes, by module."""
     import collections
@@ -382,6 +473,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--blackhole-repeat", type=int, default=5)
     parser.add_argument(
+        "--history-only",
+        action="store_true",
+        help="only measure what the connection history saves",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also profile our IP-literal path"
     )
     parser.add_argument(
@@ -406,8 +502,12 @@ def main() -> None:
         worker(name, host, int(count))
         return
     print(f"Python {sys.version.split()[0]}, {'uvloop' if args.uvloop else 'asyncio'}")
+    if args.history_only:
+        measure_history(args.blackhole_repeat)
+        return
     measure(args.count, args.rounds)
     measure_blackhole(args.blackhole_repeat)
+    measure_history(args.blackhole_repeat)
     if args.instructions:
         measure_instructions(args.instructions)
     if args.profile:
