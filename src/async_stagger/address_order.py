@@ -416,7 +416,8 @@ def explain_order(
         addresses after it (of the other family, while one is left),
         ``"family interleave (RFC 8305 §4)"`` when the
         interleaving moved it forward, ``"RFC 6724 rule 10: original order"``
-        for a tie, and ``"last"`` for the last one.
+        for a tie, ``"last"`` for the last one and ``"the only address"``
+        when there is one.
 
     .. versionadded:: 1.0
     """
@@ -425,7 +426,7 @@ def explain_order(
     for at, (key, _) in enumerate(keyed):
         rest = keyed[at + 1 :]
         if not rest:
-            reasons.append("last")
+            reasons.append("last" if at else "the only address")
             continue
         # Against the other family, when there is one left: that is the
         # choice a reader wonders about (why IPv6 before IPv4, or not).

@@ -139,7 +139,7 @@ def _order_text(event: TraceEvent, margin: str) -> str:
     width = max((len(format_address(a)) for a in addresses), default=0)
     for at, address in enumerate(addresses):
         reason = reasons[at] if at < len(reasons) else ""
-        lines.append(f"  {at + 1}. {format_address(address):{width}s}  {reason}")
+        lines.append(f"  #{at} {format_address(address):{width}s}  {reason}")
     return f"\n{margin}".join(lines)
 
 
@@ -761,6 +761,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings a connection uses, for the first JSON line."""
     return {
         "kind": "settings",
+        "time": 0.0,
         "version": __version__,
         "host": args.host,
         "port": args.port,

@@ -252,6 +252,7 @@ class _Attempts:
         "live",
         "local_addrs",
         "loop",
+        "measured",
         "outlived",
         "pending",
         "remote",
@@ -299,6 +300,7 @@ class _Attempts:
         self.finished: set[int] = set()
         self.outlived: set[int] = set()
         self.delays: dict[int, float] = {}
+        self.measured: set[int] = set()
         self.connected_at = 0.0
         self.unanswered = -1
 
@@ -315,13 +317,8 @@ class _Attempts:
             )
             if measured is not None:
                 delay = measured
-                if tracing_active():
-                    emit(
-                        "attempt_delay_from_history",
-                        index=index,
-                        address=address,
-                        delay=delay,
-                    )
+                # Reported once the attempt has started (see _connect).
+                self.measured.add(index)
         self.delays[index] = delay
         return delay
 
@@ -409,6 +406,13 @@ class _Attempts:
         watched = self.watched
         if watched:
             self.started[index] = self.loop.time()
+            if traced and index in self.measured:
+                emit(
+                    "attempt_delay_from_history",
+                    index=index,
+                    address=address,
+                    delay=self.delays[index],
+                )
         live = self.live
         sock = None
         try:
