@@ -257,6 +257,7 @@ class _Attempts:
         "pending",
         "remote",
         "skipped",
+        "sources",
         "started",
         "unanswered",
         "watched",
@@ -301,6 +302,8 @@ class _Attempts:
         self.outlived: set[int] = set()
         self.delays: dict[int, float] = {}
         self.measured: set[int] = set()
+        # The history's network key of each attempt, once looked up.
+        self.sources: dict[int, str | None] = {}
         self.connected_at = 0.0
         self.unanswered = -1
 
@@ -311,7 +314,7 @@ class _Attempts:
         history = self.history
         if history is not None and len(history):
             address, local = self.addresses[index]
-            source = _source_host(address, local)
+            source = self.sources[index] = _source_host(address, local)
             measured = (
                 None if source is None else history.attempt_delay(source, address[0])
             )
@@ -501,7 +504,9 @@ def _record_outcomes(
             outcome = "no answer"
         else:
             continue  # cancelled early: nothing learned
-        source = _source_host(address, local)
+        source = attempts.sources.get(index, "")
+        if source == "":
+            source = _source_host(address, local)
         if source is None:
             continue
         if outcome == "connected":

@@ -53,8 +53,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, NamedTuple, TypeAlias
 
 from . import defaults
 
@@ -78,8 +77,7 @@ HistoryKey: TypeAlias = tuple[str, str]
 FailureKind: TypeAlias = Literal["failed", "no answer"]
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
+class HistoryEntry(NamedTuple):
     """What is known about one destination on one network.
 
     Attributes:
@@ -193,18 +191,26 @@ class ConnectionHistory:
         Returns:
             The entry, or ``None`` when there is none or it has expired.
         """
-        if not self._entries:
-            return None  # the common case on a fresh process: no lock taken
+        entries = self._entries
+        if not entries:
+            return None  # the common case on a fresh process
         key = (source, destination)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if self.clock() - entry.updated_at > self.lifetime:
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry
+        # Reads take no lock: a dict lookup and moving a key to the end are
+        # single steps under the GIL, and an entry is never changed in
+        # place (updates replace it). Only removal is locked.
+        entry = entries.get(key)
+        if entry is None:
+            return None
+        if self.clock() - entry.updated_at > self.lifetime:
+            with self._lock:
+                if entries.get(key) is entry:
+                    del entries[key]
+            return None
+        try:
+            entries.move_to_end(key)
+        except KeyError:
+            pass  # dropped by another thread meanwhile; the entry stands
+        return entry
 
     def attempt_delay(self, source: str, destination: str) -> float | None:
         """The Connection Attempt Delay after starting an attempt to
