@@ -78,27 +78,22 @@ FailureKind: TypeAlias = Literal["failed", "no answer"]
 
 
 class HistoryEntry(NamedTuple):
-    """What is known about one destination on one network.
+    """What is known about one destination on one network (times are the
+    history's clock, seconds)."""
 
-    Attributes:
-        rtt: Smoothed connect round-trip time in seconds (RFC 6298 SRTT),
-            or ``None`` when no attempt to it has connected.
-        rtt_variation: RFC 6298 RTTVAR, in seconds.
-        used_at: When an attempt to it last connected (the history's clock),
-            or ``None``.
-        failed_at: When an attempt to it last failed or went unanswered, or
-            ``None``.
-        failure: ``"failed"`` or ``"no answer"``: how the latest failure
-            went, or ``None``.
-        updated_at: When the entry last changed; it expires
-            ``lifetime`` seconds later.
-    """
-
+    #: Smoothed connect round-trip time in seconds (RFC 6298 SRTT), or
+    #: ``None`` when no attempt to it has connected.
     rtt: float | None
+    #: RFC 6298 RTTVAR, in seconds.
     rtt_variation: float
+    #: When an attempt to it last connected, or ``None``.
     used_at: float | None
+    #: When an attempt to it last failed or went unanswered, or ``None``.
     failed_at: float | None
+    #: How the latest failure went: ``"failed"`` or ``"no answer"``, or
+    #: ``None``.
     failure: FailureKind | None
+    #: When the entry last changed; it expires ``lifetime`` seconds later.
     updated_at: float
 
     @property
