@@ -498,6 +498,8 @@ def _record_outcomes(
         if index == winner_index:
             outcome = "connected"
         elif isinstance(exc, OSError):
+            if local is not None and isinstance(exc.__cause__, OSError):
+                continue  # the local address could not be bound: not its fault
             outcome = "failed"
         elif winner_index is not None and index in attempts.outlived:
             # Cancelled because another won after its delay ran out.
