@@ -169,12 +169,16 @@ def candidates() -> dict[str, Connect]:
     async def ours_create(host: str, port: int) -> Any:
         return await connection.create_connection(asyncio.Protocol, host, port)
 
+    async def ours_open_no_history(host: str, port: int) -> Any:
+        return await connection.open_connection(host, port, history=None)
+
     found: dict[str, Connect] = {
         "asyncio.open_connection": plain_open,
         "loop.create_connection": plain_create,
         "asyncio happy_eyeballs_delay=0.25": asyncio_he,
         "async_stagger open_connection": ours_open,
         "async_stagger create_connection": ours_create,
+        "async_stagger open_connection history=None": ours_open_no_history,
     }
     if LOOP_FACTORY is not FixedAnswers:
         # uvloop's create_connection has no happy_eyeballs_delay.
