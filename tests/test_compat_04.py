@@ -122,7 +122,8 @@ async def test_staggered_race_reports_what_the_async_iterable_raised() -> None:
     winner_result, winner_index, coro_exc, aiter_exc = await stagger.staggered_race(
         coro_fns(), 0.01
     )
-    assert winner_result is None and winner_index is None
+    assert winner_result is None
+    assert winner_index is None
     assert [type(e) for e in coro_exc] == [OSError]
     assert isinstance(aiter_exc, RuntimeError)
 
@@ -336,7 +337,7 @@ async def test_set_debug_logs_the_connection_to_the_async_stagger_logger(
     try:
         debug.set_debug(True)
         assert debug.get_debug()
-        reader, writer = await async_stagger.open_connection(server.host, server.port)
+        _, writer = await async_stagger.open_connection(server.host, server.port)
         writer.close()
         await writer.wait_closed()
     finally:
@@ -485,16 +486,16 @@ async def test_delay_none_tries_one_address_at_a_time_as_in_0_4(
         "resolver": resolver_04(dead, server),
         "trace": events.append,
     }
+    if entry_point == "sock":
+        connecting = async_stagger.create_connected_sock("h.test", 0, **options)
+    elif entry_point == "create":
+        connecting = async_stagger.create_connection(
+            asyncio.Protocol, "h.test", 0, **options
+        )
+    else:
+        connecting = async_stagger.open_connection("h.test", 0, **options)
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(5):
-            if entry_point == "sock":
-                await async_stagger.create_connected_sock("h.test", 0, **options)
-            elif entry_point == "create":
-                await async_stagger.create_connection(
-                    asyncio.Protocol, "h.test", 0, **options
-                )
-            else:
-                await async_stagger.open_connection("h.test", 0, **options)
+        await asyncio.wait_for(connecting, 5)
     # The blackholed first attempt never ends, so the second never starts.
     assert [e.index for e in events if e.kind == "attempt_started"] == [0]
 

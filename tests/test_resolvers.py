@@ -389,7 +389,9 @@ async def test_both_failing_with_raise_exc_group_raises_both_errors():
 @pytest.mark.virtual_clock
 async def test_both_answers_empty_raises_gaierror_naming_host():
     dns = FakeDNS({INET6: (0.01, []), INET: (0.02, [])})
-    with pytest.raises(socket.gaierror, match="returned empty list: no addresses found for host 'h'"):
+    with pytest.raises(
+        socket.gaierror, match="returned empty list: no addresses found for host 'h'"
+    ):
         await pull_all(concurrent_resolver("h", 80, getaddrinfo_async=dns))
 
 
@@ -536,7 +538,9 @@ async def test_basic_resolver_raises_the_lookup_error_unchanged():
 @pytest.mark.virtual_clock
 async def test_basic_resolver_raises_gaierror_for_an_empty_answer():
     dns = FakeDNS({UNSPEC: (0.01, [])})
-    with pytest.raises(socket.gaierror, match="returned empty list: no addresses found for host 'h'"):
+    with pytest.raises(
+        socket.gaierror, match="returned empty list: no addresses found for host 'h'"
+    ):
         await pull_all(basic_resolver("h", 80, getaddrinfo_async=dns))
 
 
