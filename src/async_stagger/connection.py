@@ -80,7 +80,8 @@ AddrInfo: TypeAlias = tuple[
 
 #: A resolver: called as ``resolver(host, port, *, family, type, proto,
 #: flags)`` (plus ``first_addr_family_count`` and ``raise_exc_group`` when
-#: those are asked for), it returns an async iterator of :data:`AddrInfo`.
+#: those are asked for and it declares it takes them), it returns an async
+#: iterator of :data:`AddrInfo`.
 Resolver: TypeAlias = Callable[..., AsyncIterator[AddrInfo]]
 
 #: Host names as asyncio takes them.
@@ -651,7 +652,7 @@ async def create_connected_sock(
 
     The connection keywords (*family* to *trace*) are the same for all three
     connection functions, and mean the same in each; they are described
-    here and in :func:`create_connection`.
+    here (and compared with asyncio's and 0.4's in the guide's table).
 
     Args:
         host: Host name or IP address literal to connect to.
@@ -660,10 +661,17 @@ async def create_connected_sock(
             family; 0 for both.
         proto: Socket protocol, passed to the resolver and ``socket()``.
         flags: ``getaddrinfo`` flags, passed to the resolver.
-        local_addr: See :func:`create_connection`.
-        happy_eyeballs_delay: See :func:`create_connection`.
-        interleave: See :func:`create_connection`.
-        all_errors: See :func:`create_connection`.
+        local_addr: asyncio's local address: a ``(host, port)`` pair,
+            resolved like asyncio's if needed; one more local address next
+            to *local_addrs*.
+        happy_eyeballs_delay: asyncio's name for *delay*; ``None`` means one
+            attempt at a time, as in asyncio.
+        interleave: asyncio's name for the First Address Family Count (RFC
+            8305 §4): passed to the resolver as ``first_addr_family_count``;
+            0 keeps the addresses in ``getaddrinfo``'s order, neither sorted
+            nor interleaved (asyncio's meaning; with a resolver of your own,
+            its order); ``None`` leaves the resolver's default (1).
+        all_errors: asyncio's name for *raise_exc_group*.
         local_addrs: Already-resolved local addresses to bind to, as a sync
             or async iterable of socket address tuples, e.g.
             ``[("192.0.2.7", 0), ("2001:db8::7", 0, 0, 0)]``. Each remote
@@ -858,48 +866,44 @@ async def create_connection(
         port: Port number, numeric string or service name.
         loop: Accepted for old code; must be the running loop.
         ssl: An :class:`ssl.SSLContext`, or true for a default context.
-        family: ``socket.AF_INET`` or ``socket.AF_INET6`` to use only that
-            family; 0 for both.
-        proto: Socket protocol.
-        flags: ``getaddrinfo`` flags.
+        family: See :func:`create_connected_sock`.
+        proto: See :func:`create_connected_sock`.
+        flags: See :func:`create_connected_sock`.
         sock: An already-connected socket: no Happy Eyeballs, the socket is
             handed to the loop as is. Excludes *host* and *port*.
-        local_addr: A ``(host, port)`` pair to bind to, resolved if needed;
-            one more local address next to *local_addrs*.
+        local_addr: See :func:`create_connected_sock`.
         server_hostname: The name to check the server's certificate
             against; defaults to *host*. Only with *ssl*.
         ssl_handshake_timeout: Seconds to wait for the TLS handshake.
         ssl_shutdown_timeout: Seconds to wait for the TLS shutdown.
-        happy_eyeballs_delay: asyncio's name for *delay*.
-        interleave: The First Address Family Count (RFC 8305 §4), at
-            least 1; passed to the resolver as ``first_addr_family_count``.
-        all_errors: asyncio's name for *raise_exc_group*.
-        local_addrs: Already-resolved local addresses to bind to (see
-            :func:`create_connected_sock`).
-        delay: The Connection Attempt Delay in seconds (RFC 8305 §5);
-            defaults to :data:`async_stagger.defaults.CONNECTION_ATTEMPT_DELAY`.
-        resolver: The resolver (see :func:`create_connected_sock`).
-        raise_exc_group: When every attempt fails, raise an
-            :class:`ExceptionGroup` of every attempt's and lookup's error.
-        trace: Called with a :class:`~async_stagger.TraceEvent` per step,
-            including the TLS handshake.
+        happy_eyeballs_delay: See :func:`create_connected_sock`.
+        interleave: See :func:`create_connected_sock`.
+        all_errors: See :func:`create_connected_sock`.
+        local_addrs: See :func:`create_connected_sock`.
+        delay: See :func:`create_connected_sock`.
+        resolver: See :func:`create_connected_sock`.
+        raise_exc_group: See :func:`create_connected_sock`.
+        trace: See :func:`create_connected_sock`; here the TLS handshake
+            is traced too.
 
     Returns:
         ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
 
     Raises:
         OSError: Every attempt failed (see :func:`create_connected_sock`).
-        socket.gaierror: The host name could not be resolved.
+        socket.gaierror: The host name could not be resolved, or is empty
+            (as asyncio's ``getaddrinfo`` call fails for it).
         ExceptionGroup: Every attempt failed, with *raise_exc_group* or
             *all_errors*.
         ssl.SSLError: The TLS handshake failed.
         ValueError: Arguments that asyncio rejects (*server_hostname*
-            without *ssl*, *sock* together with *host*), empty *host*,
-            negative or NaN delays, *interleave* < 1.
-        OverflowError: *port* is an int outside 0-65535, as ``socket``
-            (and so asyncio) raises.
+            without *ssl*, *sock* together with *host*), negative or NaN
+            delays, a negative *interleave*.
+        OverflowError: *port* is an int or a numeric string outside 0-65535,
+            as asyncio raises.
         TypeError: An argument of the wrong type, *ssl* with an
-            :class:`ssl.SSLSocket` as *sock*.
+            :class:`ssl.SSLSocket` as *sock*; see also
+            :func:`create_connected_sock`.
         RuntimeError: *loop* is not the running event loop.
 
     .. versionadded:: 1.0
@@ -1109,19 +1113,19 @@ async def open_connection(
             :class:`~asyncio.StreamReader`.
         loop: Accepted for old code; must be the running loop.
         ssl: See :func:`create_connection`.
-        family: See :func:`create_connection`.
-        proto: See :func:`create_connection`.
-        flags: See :func:`create_connection`.
+        family: See :func:`create_connected_sock`.
+        proto: See :func:`create_connected_sock`.
+        flags: See :func:`create_connected_sock`.
         sock: See :func:`create_connection`.
-        local_addr: See :func:`create_connection`.
+        local_addr: See :func:`create_connected_sock`.
         server_hostname: See :func:`create_connection`.
         ssl_handshake_timeout: See :func:`create_connection`.
         ssl_shutdown_timeout: See :func:`create_connection`.
-        happy_eyeballs_delay: See :func:`create_connection`.
-        interleave: See :func:`create_connection`.
-        all_errors: See :func:`create_connection`.
+        happy_eyeballs_delay: See :func:`create_connected_sock`.
+        interleave: See :func:`create_connected_sock`.
+        all_errors: See :func:`create_connected_sock`.
         local_addrs: See :func:`create_connected_sock`.
-        delay: See :func:`create_connection`.
+        delay: See :func:`create_connected_sock`.
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
@@ -1136,6 +1140,7 @@ async def open_connection(
             *all_errors*.
         ssl.SSLError: The TLS handshake failed.
         ValueError: Bad arguments (see :func:`create_connection`).
+        OverflowError: *port* is out of range (see :func:`create_connection`).
         TypeError: Bad arguments (see :func:`create_connection`).
         RuntimeError: *loop* is not the running event loop.
     """
