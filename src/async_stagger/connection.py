@@ -717,25 +717,10 @@ async def create_connected_sock(
        TCP connection (*local_addr*, *happy_eyeballs_delay*, *interleave*,
        *all_errors*).
     """
-    if (
-        # The commonest call, checked in a few comparisons (see _prepare).
-        _typeof(host) is str
-        and host
-        and _typeof(port) is int
-        and 0 <= port <= 65535
-        and resolver is concurrent_resolver
-        and _typeof(family) is _typeof(proto) is _typeof(flags) is int
-        and delay is NOT_GIVEN
-        and happy_eyeballs_delay is NOT_GIVEN
-        and local_addr is None
-        and interleave is None
-    ):
-        chosen_delay: float | None = defaults.CONNECTION_ATTEMPT_DELAY
-    else:
-        chosen_delay = _check_connection_keywords(
-            host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
-            interleave, delay, resolver,
-        )  # fmt: skip
+    chosen_delay = _check_connection_keywords(
+        host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
+        interleave, delay, resolver,
+    )  # fmt: skip
     loop = asyncio.get_running_loop()
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
