@@ -47,6 +47,7 @@ their own. It is safe to use from several event loops and threads.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import threading
@@ -201,10 +202,9 @@ class ConnectionHistory:
                 if entries.get(key) is entry:
                     del entries[key]
             return None
-        try:
+        # KeyError: dropped by another thread meanwhile; the entry stands.
+        with contextlib.suppress(KeyError):
             entries.move_to_end(key)
-        except KeyError:
-            pass  # dropped by another thread meanwhile; the entry stands
         return entry
 
     def attempt_delay(self, source: str, destination: str) -> float | None:
