@@ -448,59 +448,71 @@ async def test_histories_are_safe_to_share_between_loops_in_threads(
 # -- delays (RFC 8305 §5), on the virtual clock -----------------------------------
 
 
-@pytest.mark.virtual_clock
-async def test_delay_after_an_address_with_a_short_rtt_is_the_minimum(
-    lab: Lab, fresh_shared_history: ConnectionHistory
-) -> None:
+async def race_past_a_blackhole(
+    lab: Lab, seeded: ConnectionHistory | None, **options: Any
+) -> tuple[float, list[TraceEvent]]:
+    """Connect to a name whose first address is blackholed and whose second
+    works (the first answered in 1 ms before, as *seeded* remembers; without
+    it, no history is used); return the delay between the two attempts and
+    the events."""
     dead = lab.blackholed(lab.ipv4_address())
     v4 = lab.working(lab.ipv4_address())
-    # It answered in 1 ms before; now it is blackholed.
-    fresh_shared_history.record_success(source_of(dead), dead.host, 0.001)
+    if seeded is not None:
+        seeded.record_success(source_of(dead), dead.host, 0.001)
+    else:
+        options["history"] = None
     events: list[TraceEvent] = []
-    sock = await create_connected_sock(
+    _, writer = await open_connection(
         "two.lab.test",
         80,
         resolver=resolver_for(lab.getaddrinfo({"two.lab.test": [dead, v4]})),
         trace=events.append,
+        **options,
     )
-    sock.close()
+    writer.close()
+    await writer.wait_closed()
     times = {(e.kind, e.index): e.time for e in events}
-    assert times[("attempt_started", 1)] - times[("attempt_started", 0)] == (
-        pytest.approx(defaults.MINIMUM_CONNECTION_ATTEMPT_DELAY)
-    )
+    return times[("attempt_started", 1)] - times[("attempt_started", 0)], events
+
+
+@pytest.mark.virtual_clock
+async def test_delay_after_an_address_with_a_short_rtt_is_the_minimum(
+    lab: Lab, fresh_shared_history: ConnectionHistory
+) -> None:
+    # The shared history, as a connection uses it by default.
+    waited, events = await race_past_a_blackhole(lab, fresh_shared_history)
+    assert waited == pytest.approx(defaults.MINIMUM_CONNECTION_ATTEMPT_DELAY)
     [note] = [e for e in events if e.kind == "attempt_delay_from_history"]
     assert (note.index, note.delay) == (0, defaults.MINIMUM_CONNECTION_ATTEMPT_DELAY)
 
 
 @pytest.mark.virtual_clock
 async def test_a_delay_the_caller_gives_is_used_as_given(lab: Lab) -> None:
-    dead = lab.blackholed(lab.ipv4_address())
-    v4 = lab.working(lab.ipv4_address())
     for option in ({"delay": 0.3}, {"happy_eyeballs_delay": 0.3}):
         history = ConnectionHistory()
-        history.record_success(source_of(dead), dead.host, 0.001)
-        events: list[TraceEvent] = []
-        _, writer = await open_connection(
-            "two.lab.test",
-            80,
-            resolver=resolver_for(lab.getaddrinfo({"two.lab.test": [dead, v4]})),
-            trace=events.append,
-            history=history,
-            **option,  # type: ignore[arg-type]
+        waited, events = await race_past_a_blackhole(
+            lab, history, history=history, **option
         )
-        writer.close()
-        await writer.wait_closed()
-        times = {(e.kind, e.index): e.time for e in events}
-        assert times[("attempt_started", 1)] - times[("attempt_started", 0)] == (
-            pytest.approx(0.3)
-        )
+        assert waited == pytest.approx(0.3)
         assert not [e for e in events if e.kind == "attempt_delay_from_history"]
 
 
 @pytest.mark.virtual_clock
-async def test_without_a_measured_rtt_the_default_delay_applies(lab: Lab) -> None:
+async def test_without_history_the_default_delay_applies(lab: Lab) -> None:
+    waited, events = await race_past_a_blackhole(lab, None)
+    assert waited == pytest.approx(defaults.CONNECTION_ATTEMPT_DELAY)
+    [expired] = [e for e in events if e.kind == "attempt_delay_expired"]
+    assert (expired.index, expired.delay) == (0, defaults.CONNECTION_ATTEMPT_DELAY)
+
+
+@pytest.mark.virtual_clock
+async def test_without_a_measured_rtt_the_default_delay_applies(
+    lab: Lab, fresh_shared_history: ConnectionHistory
+) -> None:
+    # The history knows the address only as failed once, then used: no RTT.
     dead = lab.blackholed(lab.ipv4_address())
     v4 = lab.working(lab.ipv4_address())
+    fresh_shared_history.record_failure(source_of(v4), "192.0.2.99", "failed")
     events: list[TraceEvent] = []
     sock = await create_connected_sock(
         "two.lab.test",
@@ -509,9 +521,5 @@ async def test_without_a_measured_rtt_the_default_delay_applies(lab: Lab) -> Non
         trace=events.append,
     )
     sock.close()
-    times = {(e.kind, e.index): e.time for e in events}
-    assert times[("attempt_started", 1)] - times[("attempt_started", 0)] == (
-        pytest.approx(defaults.CONNECTION_ATTEMPT_DELAY)
-    )
-    [expired] = [e for e in events if e.kind == "attempt_delay_expired"]
-    assert (expired.index, expired.delay) == (0, defaults.CONNECTION_ATTEMPT_DELAY)
+    started = [e.time for e in events if e.kind == "attempt_started"]
+    assert started[1] - started[0] == pytest.approx(defaults.CONNECTION_ATTEMPT_DELAY)

@@ -418,7 +418,7 @@ class _Attempts:
                 "attempt_delay_expired",
                 index=latest,
                 address=self.addresses[latest][0],
-                delay=self.delays.get(latest),
+                delay=self.delays.get(latest, self.default_delay),
             )
 
     def __aiter__(self) -> _Attempts:
