@@ -1,10 +1,23 @@
-"""Test-suite wiring: loop flavours, leak checks, the network lab.
+"""Test-suite wiring: network isolation, loop flavours, leak checks, the
+network lab.
+
+No packet leaves the machine. Before anything else the session moves into a
+network namespace of its own that has only loopback (``lab/isolation.py``;
+the report header says how, ``test_lab_isolation.py`` fails where it could
+not). Within it the rule still holds for every test: traffic goes only to
+loopback (127.0.0.0/8, ::1) or to addresses inside a namespace the lab made,
+and names are resolved only through a fake ``getaddrinfo`` (``lab.getaddrinfo``)
+or inside a lab namespace (``netns``), never by the system resolver out here,
+not even ``localhost``: on a machine whose hosts file lacks ``::1 localhost``
+its AAAA lookup is a DNS query.
 
 Coroutine tests need no decorator: each runs on a fresh loop once per flavour
 (see ``loops.py``). After each test the suite checks that no task is left
 pending, that the loop reported no unhandled error ("Task exception was never
 retrieved" and friends), and that the process holds exactly the file
-descriptors it held before: a leak fails the test that caused it.
+descriptors it held before: a leak fails the test that caused it. Garbage
+that warns when collected (ResourceWarning, "coroutine ... was never
+awaited") fails its module.
 """
 
 from __future__ import annotations
@@ -13,14 +26,32 @@ import asyncio
 import gc
 import inspect
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from lab.isolation import install_guard, isolate
 from loops import FLAVOURS, VIRTUAL_FLAVOURS, loop_factory
 
 pytest_plugins = ["lab.plugin"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # First thing, while the process has one thread: every thread and
+    # subprocess started later inherits the namespace.
+    if not isolate().isolated:
+        install_guard()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    isolation = isolate()
+    if isolation.isolated:
+        return f"network: {isolation.how}"
+    return f"network: {isolation.how}; in-process guard against lookups instead"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
