@@ -137,21 +137,21 @@ def _works_in_a_child(flags: int) -> str | None:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
+        message = b"the trial process ended early"
         try:
             os.close(read_end)
-            try:
-                _enter_namespace(flags)
-                message = b""
-            except OSError as exc:
-                message = str(exc).encode() or b"failed"
-            os.write(write_end, message)
+            _enter_namespace(flags)
+            message = b"ok"
+        except BaseException as exc:
+            message = repr(exc).encode()
         finally:
+            os.write(write_end, message)
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         message = pipe.read()
     os.waitpid(pid, 0)
-    return message.decode() or None
+    return None if message == b"ok" else message.decode(errors="replace")
 
 
 def isolate() -> Isolation:
@@ -183,9 +183,9 @@ def _isolate() -> Isolation:
             f"not isolated: {len(threads)} threads were running before isolation",
             outside,
         )
-    attempts = [(CLONE_NEWNET, "a network namespace")]
-    if os.geteuid() != 0:
-        attempts = [(CLONE_NEWUSER | CLONE_NEWNET, "user and network namespaces")]
+    attempts = [(CLONE_NEWUSER | CLONE_NEWNET, "user and network namespaces")]
+    if os.geteuid() == 0:
+        attempts.insert(0, (CLONE_NEWNET, "a network namespace"))
     reasons = []
     for flags, what in attempts:
         reason = _works_in_a_child(flags)
