@@ -82,11 +82,19 @@ def run_on_loop(coro: Any, flavour: str, *, virtual: bool = False) -> Any:
     """Run *coro* on a new loop of *flavour*, failing on loop-level errors and
     on tasks left pending."""
     errors: list[dict[str, Any]] = []
+    checked = False
+
+    def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # After the check below, what the loop still reports (a future's
+        # "exception was never retrieved" when the collector frees it) is
+        # failed by the leak checks instead of being lost.
+        if checked:
+            _late_loop_errors.append(f"{context.get('message')}: {context!r}")
+        else:
+            errors.append(context)
 
     async def main() -> Any:
-        asyncio.get_running_loop().set_exception_handler(
-            lambda loop, context: errors.append(context)
-        )
+        asyncio.get_running_loop().set_exception_handler(report)
         result = await coro
         me = asyncio.current_task()
         leftover = [task for task in asyncio.all_tasks() if task is not me]
@@ -99,9 +107,21 @@ def run_on_loop(coro: Any, flavour: str, *, virtual: bool = False) -> Any:
 
     with asyncio.Runner(loop_factory=loop_factory(flavour, virtual=virtual)) as runner:
         result = runner.run(main())
+    checked = True
     if errors:
         pytest.fail(f"the event loop reported errors: {errors!r}")
     return result
+
+
+#: Errors event loops reported after their test's check, not yet failed.
+_late_loop_errors: list[str] = []
+
+
+def _fail_on_late_loop_errors(culprit: str) -> None:
+    if _late_loop_errors:
+        late = list(_late_loop_errors)
+        _late_loop_errors.clear()
+        pytest.fail(f"{culprit}: an event loop reported errors late: {late}")
 
 
 def _open_fds() -> set[int]:
@@ -137,6 +157,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     if leaked:
         details = {fd: _describe(fd) for fd in sorted(leaked)}
         pytest.fail(f"file descriptors leaked by the test: {details}")
+    _fail_on_late_loop_errors("the test")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -167,6 +188,7 @@ def _collect_failing_on_warnings(culprit: str) -> None:
             gc.collect()
     finally:
         sys.unraisablehook = previous_hook
+    _fail_on_late_loop_errors(culprit)
     problems = [f"{w.category.__name__}: {w.message}" for w in caught] + unraisable
     if problems:
         pytest.fail(
