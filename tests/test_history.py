@@ -523,3 +523,35 @@ async def test_without_a_measured_rtt_the_default_delay_applies(
     sock.close()
     started = [e.time for e in events if e.kind == "attempt_started"]
     assert started[1] - started[0] == pytest.approx(defaults.CONNECTION_ATTEMPT_DELAY)
+
+
+async def test_attempts_started_together_are_not_blamed_for_losing(
+    lab: Lab,
+) -> None:
+    # delay=0 starts every attempt at once: the one that loses never had an
+    # attempt delay to answer within, so nothing is held against it.
+    slow = lab.blackholed(lab.ipv4_address())
+    v4 = lab.working(lab.ipv4_address())
+    history = ConnectionHistory()
+    resolver = resolver_for(lab.getaddrinfo({"two.lab.test": [slow, v4]}))
+    peer, tried, _ = await connect_traced(
+        "two.lab.test", resolver, delay=0, history=history
+    )
+    assert (peer, tried) == (v4.sockaddr, [slow.sockaddr, v4.sockaddr])
+    assert history.lookup(source_of(slow), slow.host) is None
+
+
+async def test_an_address_that_could_not_be_bound_is_not_blamed(lab: Lab) -> None:
+    v4 = lab.working(lab.ipv4_address())
+    history = ConnectionHistory()
+    resolver = resolver_for(lab.getaddrinfo({"one.lab.test": [v4]}))
+    # 192.0.2.1 is no address of this machine: binding to it fails locally.
+    with pytest.raises(OSError, match="error while attempting to bind"):
+        await open_connection(
+            "one.lab.test",
+            80,
+            resolver=resolver,
+            local_addrs=[("192.0.2.1", 0)],
+            history=history,
+        )
+    assert len(history) == 0

@@ -406,6 +406,8 @@ class _Attempts:
         latest = len(self.addresses) - 1
         if latest < 0 or latest in self.finished or latest in self.outlived:
             return
+        if not self.default_delay:
+            return  # delay=0: everything starts at once, nobody waited
         self.outlived.add(latest)
         self.unanswered = latest
 
