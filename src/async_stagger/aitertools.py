@@ -85,7 +85,8 @@ async def _first_items(aiterators: list[AsyncIterator[Any]]) -> list[Any]:
         if not task.cancelled() and (error := task.exception()) is not None
     ]
     if errors:
-        raise ExceptionGroup("getting the first items failed", errors)
+        # An ExceptionGroup when every error is an Exception, as TaskGroup does.
+        raise BaseExceptionGroup("getting the first items failed", errors)
     return [task.result() for task in tasks]
 
 
