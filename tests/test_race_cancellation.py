@@ -279,7 +279,7 @@ def cases(draw: st.DrawFn) -> Case:
 
 
 # Bounded for CI: each example runs once per loop flavour.
-RANDOM_CASES = 300
+RANDOM_CASES = 500
 
 
 @settings(

@@ -5,7 +5,7 @@ of anything socket-specific so it can race mirrors, replicas or any other
 alternatives.
 
 What the race does
-------------------
+~~~~~~~~~~~~~~~~~~
 Attempts are zero-argument callables returning awaitables, pulled one at a
 time from an iterable (or async iterable) only when the next attempt is due,
 so the source may be endless or still producing items (the resolver feeds
@@ -32,7 +32,7 @@ background pull of the source included, and it closes an async source
 started outlives it, and a source is never closed while it is still running.
 
 Why attempt 0 runs in the caller's task
----------------------------------------
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 The commonest race has one attempt that works (an IP literal, or a first
 address that answers). Run directly in the task awaiting the race, it costs
 no task, no wake-up future and no extra loop iteration: 15–20 % of an
@@ -51,7 +51,7 @@ anyone else is never taken back: the race stops everything and re-raises
 it, and ``asyncio.timeout`` around the race works as usual.
 
 What an attempt's exception means
----------------------------------
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 Any exception, a ``CancelledError`` included, is that attempt's failure,
 recorded in the result. So is a ``BaseException`` subclass that is neither
 (asyncio's staggered race records those too). ``KeyboardInterrupt`` and
@@ -60,7 +60,7 @@ the race stops every other attempt as a winner would, waits for them, closes
 the source, and raises it.
 
 What is left out, and why
--------------------------
+~~~~~~~~~~~~~~~~~~~~~~~~~
 * No task group: a task group turns one failing child into the cancellation
   of all, where here a failure is an ordinary outcome that starts the next
   attempt; and it would put attempt 0 in a task of its own.
@@ -71,7 +71,7 @@ What is left out, and why
   it an estimate, and a source that says "nothing left" but then produces
   more would silently lose its stagger. Only iterators whose count is exact
   (a list's or tuple's, and the library's own sources) spare the delay
-  timer after their last item; see :func:`_items_left`.
+  timer after their last item (``_items_left``).
 * A plain iterable is not closed: the race starts no task inside it, and a
   generator is closed when it is dropped.
 """
