@@ -52,7 +52,6 @@ from collections.abc import (
     Iterable,
 )
 from functools import partial
-from operator import length_hint
 from typing import Any, Final, TypeAlias
 
 from . import defaults
@@ -67,7 +66,7 @@ from .history import (
     HistoryOption,
     resolve_history_option,
 )
-from .race import _race_on_loop
+from .race import _items_left, _race_on_loop
 from .resolvers import (
     _DirectAnswer,
     _resolve_checked,
@@ -338,6 +337,10 @@ class _Attempts:
         "watched",
     )
 
+    # The race may believe __length_hint__: it counts what is really left
+    # (a resolver's hint only when that one is exact too: _items_left).
+    _exact_length_hint = True
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -429,7 +432,7 @@ class _Attempts:
     def __length_hint__(self) -> int:
         """Attempts left, as far as is known (PEP 424): the race arms no
         delay timer when nothing is left to start."""
-        return len(self.pending) + length_hint(self.remote, 1)
+        return len(self.pending) + _items_left(self.remote)
 
     async def __anext__(self) -> Callable[[], Any]:
         if self.watched:
