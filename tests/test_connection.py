@@ -40,6 +40,15 @@ def answers(*endpoints: Endpoint) -> Any:
     return resolver
 
 
+def skip_on_uvloop_tls_cancellation() -> None:
+    """uvloop's own SSL transport reports "Fatal error on SSL protocol ...
+    the handler is closed" when its create_connection is cancelled right
+    after the handshake, with or without us (plain
+    ``uvloop.Loop.create_connection(host, port, ssl=...)`` does too)."""
+    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
+        pytest.skip("uvloop's SSL transport fails on its own when cancelled here")
+
+
 async def assert_sockets_back_to(before: int) -> None:
     """Fail unless the count of our open sockets returns to *before*.
 
@@ -638,6 +647,67 @@ async def test_ssl_handshake_timeout_applies_to_the_winner(lab: Lab) -> None:
             ssl=lab.client_ssl_context(),
             ssl_handshake_timeout=0.1,
         )
+    await assert_sockets_back_to(before)
+
+
+async def test_cancelled_right_after_tls_handshake_leaves_the_socket_to_its_transport(
+    lab: Lab,
+) -> None:
+    # The protocol's connection_made runs when the TLS handshake is done, one
+    # step before create_connection returns: cancelling there is the moment
+    # asyncio closes its SSL transport (a TLS shutdown, the socket still on
+    # the loop). Closing the socket under it would free the descriptor
+    # number, and the next socket to get it would find it "used by
+    # transport".
+    skip_on_uvloop_tls_cancellation()
+    server = lab.working("127.0.0.5", tls=True)
+    plain = lab.working("127.0.0.6")
+    before = open_fds()
+    me = asyncio.current_task()
+    assert me is not None
+
+    class CancelsOnceConnected(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            me.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await create_connection(
+            CancelsOnceConnected,
+            server.host,
+            server.port,
+            ssl=lab.client_ssl_context(),
+        )
+    me.uncancel()
+    for _ in range(3):
+        reader, writer = await open_connection(plain.host, plain.port)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        writer.close()
+        await writer.wait_closed()
+    await assert_sockets_back_to(before)
+
+
+async def test_tls_connections_cut_by_timeouts_leave_the_loop_usable(lab: Lab) -> None:
+    # The issue's sweep: timeouts 0-40 ms around TLS connections on one loop
+    # cut some before, some during and some just after the handshake; every
+    # connection afterwards works, and no descriptor stays open.
+    skip_on_uvloop_tls_cancellation()
+    server = lab.working("127.0.0.5", tls=True)
+    plain = lab.working("127.0.0.6")
+    context = lab.client_ssl_context()
+    before = open_fds()
+    for milliseconds in range(41):
+        try:
+            async with asyncio.timeout(milliseconds / 1000):
+                _, writer = await open_connection(server.host, server.port, ssl=context)
+        except TimeoutError:
+            pass
+        else:
+            writer.transport.abort()
+        reader, writer = await open_connection(plain.host, plain.port)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        writer.transport.abort()
     await assert_sockets_back_to(before)
 
 
