@@ -569,6 +569,20 @@ async def test_ip_literals_are_answered_without_a_lookup(resolver, host, expecte
 
 
 @pytest.mark.parametrize("resolver", [concurrent_resolver, basic_resolver])
+@pytest.mark.parametrize("host", ["127.0.0.1\x00.example.com", b"h.test\x00x"])
+@pytest.mark.parametrize("own_lookup", [False, True])
+async def test_a_host_with_a_nul_is_refused_before_any_lookup(
+    resolver, host, own_lookup
+):
+    # getaddrinfo would look up only the part before the NUL.
+    dns = FakeDNS({})
+    options = {"getaddrinfo_async": dns} if own_lookup else {}
+    with pytest.raises(ValueError, match="embedded null character"):
+        resolver(host, 80, **options)
+    assert dns.calls == []
+
+
+@pytest.mark.parametrize("resolver", [concurrent_resolver, basic_resolver])
 async def test_no_host_means_loopback_without_a_lookup(resolver):
     dns = FakeDNS({})
     got = [i async for i in resolver(None, "80", type=STREAM, getaddrinfo_async=dns)]

@@ -74,7 +74,7 @@ from collections.abc import (
 )
 from typing import Any, TypeAlias, cast
 
-from ._checks import check_port, check_seconds
+from ._checks import check_host, check_port, check_seconds
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from .trace import emit, tracing_active
@@ -106,13 +106,6 @@ SortAddresses: TypeAlias = Callable[[list[AddrInfo]], list[AddrInfo]]
 
 
 # -- argument checks -----------------------------------------------------------
-
-
-def _check_host(host: object) -> None:
-    if host is not None and not isinstance(host, str | bytes):
-        raise TypeError(
-            f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
-        )
 
 
 def _check_lookup_arguments(
@@ -178,7 +171,7 @@ def _check_resolver_arguments(
 ) -> tuple[int, SortAddresses | None]:
     """Check the arguments both resolvers take; return the family count and
     the sorter."""
-    _check_host(host)
+    check_host(host)
     check_port(port)
     _check_lookup_arguments(family, type, proto, flags)
     count = _check_first_addr_family_count(first_addr_family_count)
@@ -1075,6 +1068,7 @@ def concurrent_resolver(
         # The common call, from the connection functions, checked in a few
         # comparisons; anything else gets the full, explanatory checks.
         builtins.type(host) is str
+        and "\0" not in host
         and builtins.type(port) is int
         and 0 <= port <= 65535
         and builtins.type(family) is int
