@@ -84,7 +84,7 @@ def check_host(host: object, *, allow_empty: bool = True) -> None:
         )
     if not host and not allow_empty:
         raise ValueError(f"host must not be empty, got {host!r}")
-    if ("\0" if isinstance(host, str) else b"\0") in host:
+    if "\0" in host if isinstance(host, str) else b"\0" in host:
         raise ValueError(
             f"host must not contain a NUL character (embedded null character),"
             f" got {host!r}"

@@ -75,6 +75,7 @@ from collections.abc import (
 from typing import Any, TypeAlias, cast
 
 from ._checks import check_host, check_port, check_seconds
+from ._lookup_threads import getaddrinfo_in_daemon_thread
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from .trace import emit, tracing_active
@@ -467,30 +468,29 @@ def _forget(
         del table[key]
 
 
-def _loop_queues_lookups(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether *loop*'s own ``getaddrinfo`` runs only a couple of lookups at
-    a time (uvloop's, in libuv's small thread pool).
+# asyncio's own loop.getaddrinfo, for telling it from a replacement.
+_BASE_GETADDRINFO = asyncio.BaseEventLoop.getaddrinfo
 
-    uvloop's getaddrinfo runs in libuv's thread pool, which allows only two
-    lookups at a time: one unanswered AAAA query (RFC 8305 §3 exists because
-    they happen) would hold up every other host's lookups until glibc gives
-    up on it. The loop's default executor, which asyncio's own
-    loop.getaddrinfo uses, has no such limit.
+
+def _loop_has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether *loop*'s ``getaddrinfo`` is its class's own, asyncio's or
+    uvloop's: the system's ``getaddrinfo`` in a thread, which our daemon
+    threads do better (see :mod:`async_stagger._lookup_threads`).
+
+    asyncio's runs in the loop's default executor, which ``asyncio.run``
+    waits for at shutdown: one lookup abandoned after the race was won (a
+    lost AAAA answer) held up the program's end by the resolver's timeout.
+    uvloop's runs in libuv's small thread pool, where one unanswered AAAA
+    query would hold up every other host's lookups until glibc gives up on
+    it. A ``getaddrinfo`` a program or a test put on the loop, or a loop
+    class of its own, is called as it is.
     """
-    return (
-        type(loop).__module__.partition(".")[0] == "uvloop"
-        # Its own method, not one a program (or a test) put on the instance.
-        and "getaddrinfo" not in getattr(loop, "__dict__", ())
-    )
-
-
-def _blocking_getaddrinfo(
-    host: Host, port: Port, family: int, type: int, proto: int, flags: int
-) -> list[AddrInfo]:
-    infos: list[AddrInfo] = socket.getaddrinfo(  # type: ignore[assignment]
-        host, port, family, type, proto, flags
-    )
-    return infos
+    # Not by looking in loop.__dict__ (see connection._connects_directly).
+    lookup = getattr(loop.getaddrinfo, "__func__", None)
+    if lookup is _BASE_GETADDRINFO:
+        return True
+    uvloop = sys.modules.get("uvloop.loop")  # imported if this is its loop
+    return uvloop is not None and lookup is getattr(uvloop.Loop, "getaddrinfo", 0)
 
 
 def _join_shared_lookup(
@@ -574,9 +574,12 @@ async def _run_lookup(
                     host, port, family=family, type=type, proto=proto, flags=flags
                 )
             )
-        elif _loop_queues_lookups(loop):
-            infos = await loop.run_in_executor(
-                None, _blocking_getaddrinfo, host, port, family, type, proto, flags
+        elif _loop_has_stock_getaddrinfo(loop):
+            infos = cast(
+                list[AddrInfo],
+                await getaddrinfo_in_daemon_thread(
+                    host, port, family, type, proto, flags
+                ),
             )
         else:
             infos = list(
