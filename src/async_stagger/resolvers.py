@@ -41,11 +41,13 @@ and re-interleaved; an address is never handed out twice.
 
 What never waits
 ----------------
-IP literals (``"192.0.2.1"``, ``"2001:db8::1"``, ``"fe80::1%eth0"``) and
-``host=None`` need no name service: they are answered directly, without the
-executor, like asyncio's own fast path, by a plain async iterator rather than
-a generator (no frame, no finalizer hooks), which also tells the race how many
-addresses are left, so a single address costs no delay timer.
+IP literals (``"192.0.2.1"``, ``"2001:db8::1"``, ``"fe80::1%eth0"``),
+localhost names (``"localhost"``, ``"app.localhost"``: the loopback
+addresses, RFC 6761 §6.3) and ``host=None`` need no name service: they are
+answered directly, without the executor, like asyncio's own fast path, by a
+plain async iterator rather than a generator (no frame, no finalizer hooks),
+which also tells the race how many addresses are left, so a single address
+costs no delay timer.
 
 Executor load
 -------------
@@ -288,16 +290,19 @@ class _DirectAnswer:
             host, text, port, family, type, proto, flags, sorter,
             first_addr_family_count,
         ) = self._arguments  # fmt: skip
-        # As bytes: a str host goes through the (pure Python, slow) idna
-        # codec first, pointless for a literal already known to be ASCII.
-        infos: list[AddrInfo] = socket.getaddrinfo(  # type: ignore[assignment]
-            None if text is None else text.encode("ascii"),
-            port,
-            family,
-            type,
-            proto,
-            flags if text is None else flags | _AI_NUMERICHOST,
-        )
+        if text is _LOCALHOST:
+            infos = _loopback_answer(port, family, type, proto, flags)
+        else:
+            # As bytes: a str host goes through the (pure Python, slow) idna
+            # codec first, pointless for a literal already known to be ASCII.
+            infos = socket.getaddrinfo(  # type: ignore[assignment]
+                None if text is None else text.encode("ascii"),
+                port,
+                family,
+                type,
+                proto,
+                flags if text is None else flags | _AI_NUMERICHOST,
+            )
         _emit_direct_answer(host, infos)
         if len(infos) > 1:
             infos = _order(
@@ -312,6 +317,44 @@ class _DirectAnswer:
         return infos
 
 
+# Stands for "a localhost name" where _DirectAnswer keeps the literal.
+_LOCALHOST = "localhost"
+
+
+def _is_localhost_name(name: str) -> bool:
+    """Whether *name* is ``localhost`` or a name under it (RFC 6761 §6.3),
+    in any case, with or without the root's trailing dot."""
+    if not name.endswith(("localhost", "LOCALHOST", ".")):
+        return False  # the common case, a name: one test
+    name = name[:-1] if name.endswith(".") else name
+    name = name.lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _loopback_answer(
+    port: Port, family: int, type: int, proto: int, flags: int
+) -> list[AddrInfo]:
+    """The answer for a localhost name: the loopback addresses, IPv6 first.
+
+    RFC 6761 §6.3: localhost names are the loopback addresses and are never
+    sent to DNS. The system's getaddrinfo honours that only through its
+    hosts file: without a ``::1 localhost`` line our separate IPv6 lookup
+    (or, with no line at all, any lookup) is sent to the DNS server. So,
+    like browsers (Chrome and Firefox answer localhost names from the
+    loopback addresses), and unlike asyncio (which passes them to
+    getaddrinfo), they are answered here without any lookup, from both
+    loopback addresses whatever the hosts file says; an IPv6 attempt on a
+    host without IPv6 fails at once, and Happy Eyeballs moves on to IPv4.
+    """
+    infos: list[AddrInfo] = []
+    for literal, literal_family in ((b"::1", _AF_INET6), (b"127.0.0.1", _AF_INET)):
+        if family in (0, literal_family):
+            infos += socket.getaddrinfo(
+                literal, port, literal_family, type, proto, flags | _AI_NUMERICHOST
+            )
+    return infos
+
+
 def _direct_answer(
     host: Host,
     port: Port,
@@ -322,7 +365,8 @@ def _direct_answer(
     sorter: SortAddresses | None,
     first_addr_family_count: int,
 ) -> _DirectAnswer | None:
-    """The answer for an IP literal or ``host=None``; None for a name.
+    """The answer for an IP literal, a localhost name (RFC 6761 §6.3, see
+    :func:`_loopback_answer`) or ``host=None``; None for any other name.
 
     ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
     and it does everything exactly as the system would: zone names to scope
@@ -342,7 +386,9 @@ def _direct_answer(
             return None
         literal_family = _literal_family(text)
         if not literal_family:
-            return None
+            if not _is_localhost_name(text):
+                return None
+            text = _LOCALHOST
         if (
             literal_family == _AF_INET
             and type == _SOCK_STREAM
