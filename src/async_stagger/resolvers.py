@@ -49,12 +49,15 @@ plain async iterator rather than a generator (no frame, no finalizer hooks),
 which also tells the race how many addresses are left, so a single address
 costs no delay timer.
 
-Executor load
--------------
-Two lookups per connection would double the work of the loop's default
-executor, where ``loop.getaddrinfo`` runs. Identical lookups that are in
-flight at the same time are therefore shared: a burst of connections to the
-same host costs two executor jobs, not two per connection.
+Threads
+-------
+The system's ``getaddrinfo`` blocks, so it runs on threads: the library's
+own daemon threads, not the loop's default executor, because a lookup
+abandoned once the race is won must not hold up the end of the program (see
+:mod:`async_stagger._lookup_threads`). Two lookups per connection would
+double that work; identical lookups that are in flight at the same time are
+therefore shared: a burst of connections to the same host costs two lookups,
+not two per connection.
 """
 
 from __future__ import annotations
@@ -956,8 +959,10 @@ def basic_resolver(
             :func:`concurrent_resolver`; with one lookup the error is raised
             as it is.
         getaddrinfo_async: The asynchronous ``getaddrinfo`` to use; ``None``
-            means the running loop's ``loop.getaddrinfo`` (identical lookups
-            in flight are shared).
+            means the system's, as the running loop's ``loop.getaddrinfo``
+            would call it but on the library's own daemon threads (a
+            ``getaddrinfo`` a program put on the loop, or a loop class's
+            own, is called instead); identical lookups in flight are shared.
         sort: ``True`` to order by RFC 6724
             (:func:`~async_stagger.address_order.sort_addresses`), ``False``
             to keep ``getaddrinfo``'s order, or a callable ordering a list
@@ -1082,8 +1087,10 @@ def concurrent_resolver(
             ``ExceptionGroup`` of the two errors instead of one
             ``socket.gaierror``.
         getaddrinfo_async: The asynchronous ``getaddrinfo`` to use; ``None``
-            means the running loop's ``loop.getaddrinfo`` (identical lookups
-            in flight are shared).
+            means the system's, as the running loop's ``loop.getaddrinfo``
+            would call it but on the library's own daemon threads (a
+            ``getaddrinfo`` a program put on the loop, or a loop class's
+            own, is called instead); identical lookups in flight are shared.
         sort: ``True`` to order by RFC 6724
             (:func:`~async_stagger.address_order.sort_addresses`), ``False``
             to keep each family's ``getaddrinfo`` order, or a callable
