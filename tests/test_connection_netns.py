@@ -214,7 +214,13 @@ async def main():
 print(json.dumps(asyncio.run(main())))
 """
 
-LOCALHOST_NAMES = ["localhost", "foo.localhost", "LocalHost.", "a.b.localhost"]
+LOCALHOST_NAMES = [
+    "localhost",
+    "foo.localhost",
+    "LocalHost.",
+    "a.b.LOCALhost",
+    "foo.LocalHost.",
+]
 
 
 @pytest.mark.parametrize(

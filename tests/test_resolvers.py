@@ -1227,3 +1227,28 @@ async def test_a_literal_answer_that_fails_ends_the_iteration():
         await stream.__anext__()
     with pytest.raises(StopAsyncIteration):
         await stream.__anext__()
+
+
+@pytest.mark.parametrize(
+    ("name", "is_localhost"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("app.LocalHost", True),
+        ("a.b.localhost.", True),
+        ("notlocalhost", False),
+        ("localhost.example", False),
+        ("localhost..", False),
+        ("example.com", False),
+    ],
+)
+async def test_localhost_names_are_answered_without_a_lookup(name, is_localhost):
+    # RFC 6761 §6.3: localhost and the names under it are loopback, never
+    # looked up (the namespace tests check no DNS query is sent).
+    dns = FakeDNS({INET6: (0, []), INET: (0, ["192.0.2.1"])})
+    stream = concurrent_resolver(name, 80, type=STREAM, getaddrinfo_async=dns)
+    got = [i[4][0] async for i in stream]
+    if is_localhost:
+        assert (got, dns.calls) == (["::1", "127.0.0.1"], [])
+    else:
+        assert (got, len(dns.calls)) == (["192.0.2.1"], 2)

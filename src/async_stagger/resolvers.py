@@ -327,9 +327,10 @@ _LOCALHOST = "localhost"
 def _is_localhost_name(name: str) -> bool:
     """Whether *name* is ``localhost`` or a name under it (RFC 6761 §6.3),
     in any case, with or without the root's trailing dot."""
-    if not name.endswith(("localhost", "LOCALHOST", ".")):
-        return False  # the common case, a name: one test
-    name = name[:-1] if name.endswith(".") else name
+    if name.endswith("."):
+        name = name[:-1]
+    if name[-9:].lower() != "localhost":
+        return False  # the common case, any other name
     name = name.lower()
     return name == "localhost" or name.endswith(".localhost")
 
