@@ -1,0 +1,15 @@
+"""Happy Eyeballs for client libraries, each through its public extension
+points.
+
+One module per client, each imported only when asked for (the clients are no
+dependency of async_stagger):
+
+* :mod:`async_stagger.integrations.aiohttp`: a resolver for
+  ``aiohttp.TCPConnector(resolver=...)``.
+* :mod:`async_stagger.integrations.httpcore`: a network backend for
+  ``httpcore``, and a transport for ``httpx.AsyncClient(transport=...)``.
+
+Clients that connect through ``loop.create_connection`` (asyncio streams,
+websockets, redis-py, asyncpg, ...) need no module here: run them on a loop
+from :mod:`async_stagger.eventloop`.
+"""
