@@ -109,7 +109,7 @@ async def test_resolver_waits_for_late_answers_as_long_as_it_is_told(
 async def test_resolver_failure_names_the_host(lab: Lab) -> None:
     names = lab.getaddrinfo({})
     resolver = HappyEyeballsResolver(getaddrinfo_async=names)
-    with pytest.raises(socket.gaierror, match="nowhere.lab.test"):
+    with pytest.raises(socket.gaierror, match=r"nowhere\.lab\.test"):
         await resolver.resolve("nowhere.lab.test", 80, family=socket.AF_UNSPEC)
 
 
@@ -253,9 +253,11 @@ async def test_tls_and_certificate_fingerprints_still_checked(
         names = lab.getaddrinfo({"web.lab.test": [blackholed, working]})
         url = f"https://web.lab.test:{working.port}/"
         connector = aiohttp.TCPConnector(resolver=resolver_for(names))
-        async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.get(url, ssl=client_tls) as response:
-                assert response.status == 200
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get(url, ssl=client_tls) as response,
+        ):
+            assert response.status == 200
         # Fingerprint pinning, checked by aiohttp on the connection it got.
         # (On a mismatch aiohttp goes on to the name's other addresses: a
         # blackholed one would hang it, so this name has only the server.)
