@@ -120,6 +120,10 @@ def servers(host: str) -> Iterator[dict[str, int]]:
                     "no",
                     "--loglevel",
                     "warning",
+                    # Bound to one address of its own (in the namespace: not
+                    # loopback, which protected mode would insist on).
+                    "--protected-mode",
+                    "no",
                 ],
                 stdout=subprocess.DEVNULL,
                 text=True,

@@ -7,7 +7,9 @@ dependency of async_stagger):
 * :mod:`async_stagger.integrations.aiohttp`: a resolver for
   ``aiohttp.TCPConnector(resolver=...)``.
 * :mod:`async_stagger.integrations.httpcore`: a network backend for
-  ``httpcore``, and a transport for ``httpx.AsyncClient(transport=...)``.
+  ``httpcore.AsyncConnectionPool(network_backend=...)``.
+* :mod:`async_stagger.integrations.httpx`: a transport for
+  ``httpx.AsyncClient(transport=...)``.
 
 Clients that connect through ``loop.create_connection`` (asyncio streams,
 websockets, redis-py, asyncpg, ...) need no module here: run them on a loop
