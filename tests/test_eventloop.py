@@ -436,3 +436,51 @@ def test_redis_client_skips_a_blackholed_address_of_its_server(
     assert value == b"hello"
     assert took < QUICK
     assert attempts(events) == [blackholed.host, redis_server.host]
+
+
+@pytest.mark.parametrize("flavour", FACTORIES)
+def test_happy_eyeballs_delay_none_means_one_attempt_at_a_time_as_in_asyncio(
+    flavour: str, lab: Lab, dual: tuple[Endpoint, Endpoint]
+) -> None:
+    blackholed, working = dual
+    names = lab.getaddrinfo({"dual.lab.test": [blackholed, working]})
+    events: list[TraceEvent] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.6):
+                await loop.create_connection(
+                    asyncio.Protocol,
+                    "dual.lab.test",
+                    working.port,
+                    happy_eyeballs_delay=None,
+                )
+
+    run(main(), flavour, getaddrinfo=names, trace=events.append)
+    # Past the default delay, and still only the blackholed address tried.
+    assert attempts(events) == [blackholed.host]
+
+
+@pytest.mark.parametrize("flavour", FACTORIES)
+def test_loop_factory_delay_is_the_default_of_every_connection(
+    flavour: str, lab: Lab, dual: tuple[Endpoint, Endpoint]
+) -> None:
+    blackholed, working = dual
+    names = lab.getaddrinfo({"dual.lab.test": [blackholed, working]})
+    resolver = partial(concurrent_resolver, getaddrinfo_async=names)
+    events: list[TraceEvent] = []
+    factory = loop_factory(
+        uvloop=flavour == "uvloop", resolver=resolver, trace=events.append, delay=0.05
+    )
+
+    async def main() -> None:
+        _, writer = await asyncio.open_connection("dual.lab.test", working.port)
+        writer.close()
+        await writer.wait_closed()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    started = [e.time for e in events if e.kind == "attempt_started"]
+    assert len(started) == 2
+    assert started[1] - started[0] < 0.2  # 0.05 s, not the 0.25 s default

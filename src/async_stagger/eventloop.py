@@ -39,8 +39,11 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from .connection import (
+    NOT_GIVEN,
+    Delay,
     Host,
     LocalAddrs,
+    NotGiven,
     Port,
     Resolver,
     SSLArg,
@@ -70,12 +73,12 @@ class _Defaults:
 
     def __init__(
         self,
-        delay: float | None,
+        delay: Delay,
         resolver: Resolver,
         raise_exc_group: bool,
         trace: TraceCallback | None,
     ) -> None:
-        if delay is not None and (
+        if not (delay is None or isinstance(delay, NotGiven)) and (
             not isinstance(delay, int | float)
             or isinstance(delay, bool)
             or not delay >= 0
@@ -91,7 +94,7 @@ class _Defaults:
         self.trace = trace
 
 
-_NO_DEFAULTS = _Defaults(None, concurrent_resolver, False, None)
+_NO_DEFAULTS = _Defaults(NOT_GIVEN, concurrent_resolver, False, None)
 
 
 class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
@@ -114,11 +117,11 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
         server_hostname: str | None = None,
         ssl_handshake_timeout: float | None = None,
         ssl_shutdown_timeout: float | None = None,
-        happy_eyeballs_delay: float | None = None,
+        happy_eyeballs_delay: Delay = NOT_GIVEN,
         interleave: int | None = None,
         all_errors: bool = False,
         local_addrs: LocalAddrs | None = None,
-        delay: float | None = None,
+        delay: Delay = NOT_GIVEN,
         resolver: Resolver | None = None,
         raise_exc_group: bool | None = None,
         trace: TraceCallback | None = None,
@@ -185,13 +188,16 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
                 "interleave": interleave, "all_errors": all_errors,
             }  # fmt: skip
             for name, value in given.items():
-                if value is not None and value is not False and value != 0:
-                    other.setdefault(name, value)
+                if value is None or value is False or value is NOT_GIVEN:
+                    continue
+                if name in ("family", "proto", "flags") and value == 0:
+                    continue
+                other.setdefault(name, value)
             base: Any = super().create_connection
             made = await base(protocol_factory, host, port, **other)
             return cast("tuple[asyncio.Transport, _ProtocolT]", made)
         defaults = self._happy_eyeballs_defaults
-        if delay is None and happy_eyeballs_delay is None:
+        if delay is NOT_GIVEN and happy_eyeballs_delay is NOT_GIVEN:
             delay = defaults.delay
         result = await create_connection(
             protocol_factory, host, port, ssl=ssl, family=family, proto=proto,
@@ -292,7 +298,7 @@ def _make_loop(uvloop: bool, defaults: _Defaults) -> asyncio.AbstractEventLoop:
 def loop_factory(
     *,
     uvloop: bool = False,
-    delay: float | None = None,
+    delay: Delay = NOT_GIVEN,
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
@@ -305,7 +311,8 @@ def loop_factory(
     Args:
         uvloop: Make uvloop-based loops (uvloop must be installed).
         delay: The Connection Attempt Delay for connections that set none
-            (``None``: :data:`async_stagger.defaults.CONNECTION_ATTEMPT_DELAY`).
+            (by default :data:`async_stagger.defaults.CONNECTION_ATTEMPT_DELAY`;
+            ``None``: one attempt at a time).
         resolver: The resolver for connections that set none.
         raise_exc_group: Raise an :class:`ExceptionGroup` of every
             attempt's error when a connection fails.
