@@ -395,7 +395,7 @@ def show(
             return "gave up"
         if isinstance(value, str):
             return value
-        return f"{value * 1e6:,.0f} µs" if unit == "us" else f"{value:.3f} s"
+        return f"{value * 1e6:,.0f} µs" if unit == "us" else f"{value:.4f} s"
 
     ratio = (
         f"{with_ / without:.3g}x"

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -102,7 +102,7 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
 
     _happy_eyeballs_defaults: _Defaults = _NO_DEFAULTS
 
-    async def create_connection(
+    def create_connection(
         self,
         protocol_factory: Callable[[], _ProtocolT],
         host: Host = None,
@@ -126,7 +126,7 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
         raise_exc_group: bool | None = None,
         trace: TraceCallback | None = None,
         **other: Any,
-    ) -> tuple[asyncio.Transport, _ProtocolT]:
+    ) -> Coroutine[Any, Any, tuple[asyncio.Transport, _ProtocolT]]:
         """Connect with Happy Eyeballs: :func:`async_stagger.create_connection`
         on this loop; a call with *sock*, a non-IP *family* or a keyword
         unknown to async_stagger goes to the base loop's method as it is.
@@ -194,12 +194,14 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
                     continue
                 other.setdefault(name, value)
             base: Any = super().create_connection
-            made = await base(protocol_factory, host, port, **other)
-            return cast("tuple[asyncio.Transport, _ProtocolT]", made)
+            made: Coroutine[Any, Any, Any] = base(protocol_factory, host, port, **other)
+            return made
         defaults = self._happy_eyeballs_defaults
         if delay is NOT_GIVEN and happy_eyeballs_delay is NOT_GIVEN:
             delay = defaults.delay
-        result = await create_connection(
+        # The coroutine itself, not one more around it: every coroutine in
+        # the chain is resumed again each time the connection waits.
+        result = create_connection(
             protocol_factory, host, port, ssl=ssl, family=family, proto=proto,
             flags=flags, local_addr=local_addr, server_hostname=server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
@@ -213,7 +215,7 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
             ),
             trace=defaults.trace if trace is None else trace,
         )  # fmt: skip
-        return cast("tuple[asyncio.Transport, _ProtocolT]", result)
+        return cast("Coroutine[Any, Any, tuple[asyncio.Transport, _ProtocolT]]", result)
 
 
 class HappyEyeballsEventLoop(_HappyEyeballsMixin, asyncio.SelectorEventLoop):
