@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import io
 import json
 import math
@@ -35,6 +36,7 @@ from async_stagger.cli import (
     main,
     split_target,
 )
+from async_stagger.resolvers import concurrent_resolver
 from async_stagger.trace import EventKind, TraceEvent
 from lab import Endpoint, FakeGetaddrinfo, Lab, ipv6_loopback_available
 
@@ -659,13 +661,18 @@ def dual_stack_name(
     monkeypatch: pytest.MonkeyPatch, lab: Lab
 ) -> tuple[Endpoint, Endpoint, FakeGetaddrinfo]:
     """``dual.lab.test``: a blackholed IPv6 address and a working IPv4 one,
-    answered by the lab's scripted getaddrinfo in place of the tracer's."""
+    answered by the lab's scripted getaddrinfo in place of the system's."""
     if not ipv6_loopback_available():
         pytest.skip("this machine has no IPv6 loopback (::1)")
     dead = lab.blackholed("::1")
     v4 = lab.working(lab.ipv4_address())
     fake = lab.getaddrinfo({"dual.lab.test": [dead, v4]})
-    monkeypatch.setattr(cli, "getaddrinfo_in_daemon_thread", fake)
+    # The tracer's resolver, answered by the fake: no name leaves the test.
+    monkeypatch.setattr(
+        cli,
+        "concurrent_resolver",
+        functools.partial(concurrent_resolver, getaddrinfo_async=fake),
+    )
     return dead, v4, fake
 
 
