@@ -221,6 +221,11 @@ class Timeline:
             data["addresses"] = [list(a) for a in event.addresses]
         if event.error is not None:
             data["error"] = _error_json(event.error)
+        if event.synthesized_from is not None:
+            data["synthesized_from"] = list(event.synthesized_from)
+        if event.nat64_prefix is not None:
+            data["nat64_prefix"] = event.nat64_prefix
+            data["nat64_origin"] = event.nat64_origin
         return data
 
     def describe(self, event: TraceEvent) -> str:
@@ -233,6 +238,13 @@ class Timeline:
             return f"lookup {family} answered: {_hosts(event.addresses)}"
         if kind == "resolution_failed":
             return f"lookup {family} failed: {format_error(event.error)}"
+        if kind == "nat64_synthesized":
+            ipv4 = event.synthesized_from[0] if event.synthesized_from else "?"
+            ipv6 = event.address[0] if event.address else "?"
+            return (
+                f"{ipv4} → {ipv6} (NAT64 prefix {event.nat64_prefix}"
+                f" from {event.nat64_origin})"
+            )
         address = event.address
         if address is None and event.index is not None:
             address = self._attempt_addresses.get(event.index)

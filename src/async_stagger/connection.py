@@ -55,6 +55,7 @@ from typing import Any, TypeAlias
 
 from . import defaults
 from ._checks import check_port, check_seconds
+from .nat64 import Nat64Setting, check_setting
 from .race import _race_on_loop
 from .resolvers import _resolve_checked, concurrent_resolver
 from .trace import TraceCallback, emit, tracing, tracing_active
@@ -558,6 +559,7 @@ async def create_connected_sock(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
 ) -> socket.socket:
     """Connect to *host* and *port* with Happy Eyeballs; return the socket.
 
@@ -587,6 +589,15 @@ async def create_connected_sock(
             instead of one :class:`OSError`.
         trace: Called with a :class:`~async_stagger.TraceEvent` for each step
             (lookups, attempts started, failed, won).
+        nat64: Where the host has no IPv4 route to an IPv4 literal or to a
+            name's IPv4 addresses (an IPv6-only network), reach them through
+            NAT64 (RFC 8305 §7): ``True`` (the default) discovers the
+            network's NAT64 prefix with an AAAA lookup of ``ipv4only.arpa``
+            (RFC 7050); ``False`` turns this off; an iterable of prefixes
+            (``["64:ff9b::/96"]``, for a network that announces its prefix
+            otherwise, e.g. in router advertisements, RFC 8781) uses those
+            without a lookup. Passed to a custom *resolver* only when not
+            ``True``.
 
     Returns:
         A connected, non-blocking :class:`socket.socket` with ``TCP_NODELAY``
@@ -604,7 +615,8 @@ async def create_connected_sock(
         TypeError: An argument has the wrong type.
 
     .. versionadded:: 1.0
-       the *trace* argument; ``TCP_NODELAY`` is set on the socket.
+       the *trace* and *nat64* arguments; ``TCP_NODELAY`` is set on the
+       socket.
     """
     _check_target(host, port, family, proto, flags)
     if delay is not None and (type(delay) is not float or not delay >= 0):
@@ -614,7 +626,7 @@ async def create_connected_sock(
     loop = asyncio.get_running_loop()
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
-        None, delay, resolver, raise_exc_group, None, None, trace,
+        None, delay, resolver, raise_exc_group, None, None, trace, nat64,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -734,6 +746,7 @@ async def create_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :meth:`asyncio.loop.create_connection`.
@@ -774,6 +787,8 @@ async def create_connection(
             :class:`ExceptionGroup` of every attempt's and lookup's error.
         trace: Called with a :class:`~async_stagger.TraceEvent` per step,
             including the TLS handshake.
+        nat64: IPv4 through NAT64 on IPv6-only networks (see
+            :func:`create_connected_sock`).
 
     Returns:
         ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
@@ -795,7 +810,8 @@ async def create_connection(
 
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
-       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), and *trace*.
+       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*
+       and *nat64*.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
@@ -808,7 +824,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64,
     )  # fmt: skip
     return result
 
@@ -830,6 +846,7 @@ async def _create_connection(
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
+    nat64: Nat64Setting = True,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
@@ -840,13 +857,15 @@ async def _create_connection(
     the caller and the socket's ``connect`` is paid for again each time the
     connection waits.
     """
+    if nat64 is not True:
+        nat64 = check_setting(nat64)
     if trace is not None:
         # Connect as an untraced call would, inside the tracing block.
         with tracing(trace):
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None,
+                first_addr_family_count, tls, None, nat64,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -879,6 +898,7 @@ async def _create_connection(
                     else first_addr_family_count
                 ),
                 raise_exc_group=raise_exc_group,
+                nat64=nat64,
             )  # fmt: skip
         else:
             # Only the options asked for: every resolver takes the rest, so
@@ -888,6 +908,8 @@ async def _create_connection(
                 options["first_addr_family_count"] = first_addr_family_count
             if raise_exc_group:
                 options["raise_exc_group"] = True
+            if nat64 is not True:
+                options["nat64"] = nat64
             remote = resolver(
                 host,
                 port,
@@ -977,6 +999,7 @@ async def open_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :func:`asyncio.open_connection`.
@@ -1004,6 +1027,7 @@ async def open_connection(
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
+        nat64: See :func:`create_connected_sock`.
 
     Returns:
         ``(reader, writer)``, as :func:`asyncio.open_connection`.
@@ -1031,7 +1055,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
