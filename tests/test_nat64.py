@@ -190,6 +190,17 @@ def test_resolvers_check_the_setting_when_called() -> None:
         basic_resolver("192.0.2.10", 443, nat64=[])
 
 
+async def test_connection_functions_check_the_setting_before_connecting() -> None:
+    from async_stagger import create_connected_sock, create_connection, open_connection
+
+    with pytest.raises(TypeError, match="nat64"):
+        await open_connection("127.0.0.1", 9, nat64="64:ff9b::/96")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="/33"):
+        await create_connection(lambda: None, "127.0.0.1", 9, nat64=["::/33"])  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="nat64"):
+        await create_connected_sock("127.0.0.1", 9, nat64=3)  # type: ignore[arg-type]
+
+
 # -- the resolver on an IPv6-only network (scripted) ----------------------------------
 
 #: The IPv6 source address of the scripted network.

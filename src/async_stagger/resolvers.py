@@ -430,19 +430,28 @@ def _ipv4_unreachable(address: str) -> bool:
     if find_source_address(socket.AF_INET, (address, 9)) is None:
         # No route; but no NAT64 address stands for 0/8, 127/8, 169.254/16
         # or 255.255.255.255 either, so those need no discovery.
-        return _nat64.ever_synthesizable(address)
+        try:
+            return _nat64.ever_synthesizable(address)
+        except ValueError:  # a form inet_pton takes and ipaddress does not
+            return False
     if len(_ipv4_routed_until) >= _ROUTED_MAX:
         _ipv4_routed_until.clear()
     _ipv4_routed_until[address] = _monotonic() + SOURCE_CACHE_SECONDS
     return False
 
 
+# ipv4only.arpa's first address under the Well-Known Prefix: where a DNS64
+# server would say it is.
+_NETWORK_PROBE = str(
+    _nat64.embed(_nat64.WELL_KNOWN_ADDRESSES[0], _nat64.WELL_KNOWN_PREFIX)
+)
+
+
 def _network_key() -> Any:
     """Which network this is, for the prefix cache: the IPv6 source address
     toward the Well-Known Prefix (a UDP connect, which sends nothing), or
     None when there is no IPv6 route at all."""
-    probe = str(_nat64.embed(_nat64.WELL_KNOWN_ADDRESSES[0], _nat64.WELL_KNOWN_PREFIX))
-    source = find_source_address(socket.AF_INET6, (probe, 9, 0, 0))
+    source = find_source_address(socket.AF_INET6, (_NETWORK_PROBE, 9, 0, 0))
     return None if source is None else source[0]
 
 
