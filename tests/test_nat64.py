@@ -438,3 +438,33 @@ def test_dns64_answers_sort_as_the_ipv4_address_they_stand_for() -> None:
         "64:ff9b::c000:201",
         "fd00::1",
     ]
+
+
+# -- the command line's view ------------------------------------------------------
+
+
+def test_command_line_tracer_shows_each_synthesized_address() -> None:
+    import io
+
+    from async_stagger.cli import Timeline
+
+    event = TraceEvent(
+        "nat64_synthesized",
+        1.0,
+        host="192.0.2.10",
+        address=("64:ff9b::c000:20a", 443, 0, 0),
+        synthesized_from=("192.0.2.10", 443),
+        nat64_prefix="64:ff9b::/96",
+        nat64_origin="ipv4only.arpa",
+    )
+    timeline = Timeline(io.StringIO())
+    assert timeline.describe(event) == (
+        "192.0.2.10 → 64:ff9b::c000:20a (NAT64 prefix 64:ff9b::/96 from ipv4only.arpa)"
+    )
+    data = timeline.event_json(event)
+    assert data["address"] == ["64:ff9b::c000:20a", 443, 0, 0]
+    assert data["synthesized_from"] == ["192.0.2.10", 443]
+    assert (data["nat64_prefix"], data["nat64_origin"]) == (
+        "64:ff9b::/96",
+        "ipv4only.arpa",
+    )

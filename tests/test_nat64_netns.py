@@ -25,6 +25,8 @@ import json
 import threading
 from typing import Any
 
+import pytest
+
 import loops
 from async_stagger.cli import Timeline
 from async_stagger.connection import open_connection
@@ -141,12 +143,20 @@ def run_inside(
     return list(results.items())
 
 
-def nat64_network(netns: Namespace, *prefixes: dict[str, Any]) -> None:
+def nat64_network(
+    netns: Namespace, *prefixes: dict[str, Any], without: str = "nxdomain"
+) -> None:
     """The lab's DNS server shows *prefixes* in its ipv4only.arpa answer,
-    as a DNS64 server does; no prefix: no such name (no NAT64)."""
+    as a DNS64 server does. No prefix: ipv4only.arpa does not exist
+    (*without* ``"nxdomain"``) or has its A records only (``"a-only"``,
+    what a resolver without DNS64 answers)."""
     answer = [address for prefix in prefixes for address in prefix["answer"]]
-    records = {("ipv4only.arpa", "AAAA"): answer} if answer else {}
-    netns.dns({**records, ("v4only.lab.test", "A"): [LITERAL]})
+    records: dict[tuple[str, str], list[str]] = {("v4only.lab.test", "A"): [LITERAL]}
+    if answer:
+        records["ipv4only.arpa", "AAAA"] = answer
+    elif without == "a-only":
+        records["ipv4only.arpa", "A"] = ["192.0.0.170", "192.0.0.171"]
+    netns.dns(records)
 
 
 def discovery_queries(netns: Namespace) -> list[str]:
@@ -213,11 +223,12 @@ def test_every_discovered_prefix_is_tried(netns_ipv6_only: Namespace) -> None:
         assert len(result["synthesized"]) == 2, (flavour, result)
 
 
+@pytest.mark.parametrize("without", ["nxdomain", "a-only"])
 def test_without_nat64_the_original_error_comes_fast(
-    netns_ipv6_only: Namespace,
+    netns_ipv6_only: Namespace, without: str
 ) -> None:
     netns = netns_ipv6_only
-    nat64_network(netns)  # ipv4only.arpa: no such name
+    nat64_network(netns, without=without)
     for flavour, (result,) in run_inside(netns, [LITERAL], []):
         # What connecting to an unroutable IPv4 address always raised.
         assert result.get("error") == errno.ENETUNREACH, (flavour, result)
@@ -283,3 +294,22 @@ def test_dual_stack_namespace_synthesizes_nothing(netns: Namespace) -> None:
             assert result["attempts"] == [LITERAL], (flavour, result)
             assert result["synthesized"] == [], (flavour, result)
     assert discovery_queries(netns) == []
+
+
+def test_dns64_answer_and_our_synthesis_of_it_are_one_attempt(
+    netns_ipv6_only: Namespace,
+) -> None:
+    # A DNS64 server answers AAAA with the address we synthesize from the A
+    # answer: one address, tried once (nothing listens: refused).
+    netns = netns_ipv6_only
+    netns.dns(
+        {
+            ("ipv4only.arpa", "AAAA"): WELL_KNOWN["answer"],
+            ("dns64.lab.test", "A"): [LITERAL],
+            ("dns64.lab.test", "AAAA"): [WELL_KNOWN["literal"]],
+        }
+    )
+    netns.add_address(WELL_KNOWN["literal"])
+    for flavour, (result,) in run_inside(netns, ["dns64.lab.test"], []):
+        assert result.get("error") == errno.ECONNREFUSED, (flavour, result)
+        assert result["attempts"] == [WELL_KNOWN["literal"]], (flavour, result)
