@@ -396,6 +396,31 @@ async def test_synthesis_is_traced(network: Network) -> None:
     assert ("resolution_started", "ipv4only.arpa") in [(e.kind, e.host) for e in events]
 
 
+async def test_cancelled_during_discovery_stops_the_lookup(network: Network) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+    stopped: list[str] = []
+
+    async def never(host: Any, port: Any, **_: Any) -> list[Any]:
+        started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            stopped.append(host)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    network.getaddrinfo = never  # type: ignore[method-assign]
+    task = asyncio.ensure_future(resolve(network, "192.0.2.10"))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopped == ["ipv4only.arpa"]
+    # Nothing was learnt: the next connection asks again.
+    assert nat64.recall(SOURCE) is None
+
+
 # -- DNS64 answers in the RFC 6724 sort ----------------------------------------------
 
 

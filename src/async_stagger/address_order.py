@@ -312,10 +312,10 @@ def _sort_key(
         # Rule 1: unusable; the remaining rules need a source.
         return (1, 1, 1, -dest_precedence, dest_scope, 0)
     source_value, source_scope, _, source_label = source
-    if family == socket.AF_INET6 and (nat64 := known_prefix_of(sockaddr[0])):
+    if family == socket.AF_INET6 and (embedded := known_prefix_of(sockaddr[0])):
         # NAT64 (v3 draft): sorted as the IPv4 address it stands for, from
         # the translator's IPv4 side.
-        ipv4 = _properties(str(nat64[1]))
+        ipv4 = _properties(str(embedded[1]))
         assert ipv4 is not None
         _, dest_scope, dest_precedence, dest_label = ipv4
         return (0, 0 if dest_scope == SCOPE_GLOBAL else 1, 0, -dest_precedence,
