@@ -414,7 +414,9 @@ async def test_empty_answer_raises_like_asyncio() -> None:
         for _ in ():
             yield _
 
-    with pytest.raises(OSError, match=r"getaddrinfo\(\) returned empty list"):
+    with pytest.raises(
+        OSError, match=r"getaddrinfo\('nowhere.test', 80\) returned empty list"
+    ):
         await open_connection("nowhere.test", 80, resolver=resolver)
 
 

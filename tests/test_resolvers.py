@@ -389,7 +389,9 @@ async def test_both_failing_with_raise_exc_group_raises_both_errors():
 @pytest.mark.virtual_clock
 async def test_both_answers_empty_raises_gaierror_naming_host():
     dns = FakeDNS({INET6: (0.01, []), INET: (0.02, [])})
-    with pytest.raises(socket.gaierror, match="no addresses found for host 'h'"):
+    with pytest.raises(
+        socket.gaierror, match="returned empty list: no addresses found for host 'h'"
+    ):
         await pull_all(concurrent_resolver("h", 80, getaddrinfo_async=dns))
 
 
@@ -536,7 +538,9 @@ async def test_basic_resolver_raises_the_lookup_error_unchanged():
 @pytest.mark.virtual_clock
 async def test_basic_resolver_raises_gaierror_for_an_empty_answer():
     dns = FakeDNS({UNSPEC: (0.01, [])})
-    with pytest.raises(socket.gaierror, match="no addresses found for host 'h'"):
+    with pytest.raises(
+        socket.gaierror, match="returned empty list: no addresses found for host 'h'"
+    ):
         await pull_all(basic_resolver("h", 80, getaddrinfo_async=dns))
 
 
@@ -610,8 +614,8 @@ async def test_literal_with_any_type_gives_every_socket_type():
     [
         ({"port": 70000}, OverflowError, "70000"),
         ({"port": -1}, OverflowError, "-1"),
-        ({"port": "70000"}, socket.gaierror, "70000"),
-        ({"port": b"65536"}, socket.gaierror, "65536"),
+        ({"port": "70000"}, OverflowError, "70000"),
+        ({"port": b"65536"}, OverflowError, "65536"),
         ({"port": 80.0}, TypeError, "80.0"),
         ({"port": True}, TypeError, "True"),
         ({"host": 123}, TypeError, "123"),

@@ -1038,12 +1038,20 @@ def _order(
             return list(infos)  # one family: nothing to sort or interleave
     if sorter is not None:
         infos = sorter(infos)
+    if not first_addr_family_count:
+        # asyncio's interleave=0, from the connection functions: keep the
+        # order as it is.
+        return list(infos)
     return interleave(infos, first_addr_family_count, already_yielded=already_yielded)
 
 
 def _no_addresses(host: Host) -> socket.gaierror:
+    # async_stagger 0.4 raised OSError("getaddrinfo(...) returned empty
+    # list"), and asyncio raises the same words: code matches on them.
     return socket.gaierror(
-        socket.EAI_NONAME, f"no addresses found for host {_host_text(host)!r}"
+        socket.EAI_NONAME,
+        f"getaddrinfo({_host_text(host)!r}) returned empty list:"
+        f" no addresses found for host {_host_text(host)!r}",
     )
 
 
@@ -1113,10 +1121,9 @@ def basic_resolver(
         TypeError: an argument has the wrong type (raised by the call).
         ValueError: *first_addr_family_count* is below 1 (raised by the
             call).
-        OverflowError: *port* is an int outside 0-65535 (raised by the
-            call).
-        socket.gaierror: *port* is a numeric string outside 0-65535, or
-            *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
+        OverflowError: *port* is an int or a numeric string outside
+            0-65535 (raised by the call).
+        socket.gaierror: *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
             (raised by the call); or, during iteration, the lookup failed or found
             nothing.
 
@@ -1256,10 +1263,9 @@ def concurrent_resolver(
         TypeError: an argument has the wrong type (raised by the call).
         ValueError: *first_addr_family_count* is below 1 or
             *resolution_delay* negative or NaN (raised by the call).
-        OverflowError: *port* is an int outside 0-65535 (raised by the
-            call).
-        socket.gaierror: *port* is a numeric string outside 0-65535, or
-            *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
+        OverflowError: *port* is an int or a numeric string outside
+            0-65535 (raised by the call).
+        socket.gaierror: *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
             (raised by the call); or, during iteration, both lookups failed or found
             nothing: the message names the host and both causes.
         ExceptionGroup: both lookups failed and *raise_exc_group* is true.
