@@ -1130,6 +1130,9 @@ def basic_resolver(
     .. versionchanged:: 1.0
        Sorts by RFC 6724, answers literals directly, drops duplicates,
        validates its arguments; new ``getaddrinfo_async`` and ``sort``.
+
+    .. versionadded:: 1.0
+       *nat64*: IPv4 through NAT64 on IPv6-only networks.
     """
     count, sorter = _check_resolver_arguments(
         host, port, family, type, proto, flags, first_addr_family_count,
