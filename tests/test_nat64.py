@@ -221,7 +221,7 @@ class Network:
     ) -> None:
         self.prefixes = prefixes
         self.ipv4 = ipv4
-        self.source = SOURCE
+        self.source: str | None = SOURCE
         self.names = names or {}
         self.lookups: list[tuple[Any, int]] = []
         self.probes: list[tuple[int, str]] = []
@@ -230,7 +230,7 @@ class Network:
         self.probes.append((family, sockaddr[0]))
         if family == INET:
             return (sockaddr[0], 0) if self.ipv4 else None
-        return (self.source, 0, 0, 0)
+        return None if self.source is None else (self.source, 0, 0, 0)
 
     async def getaddrinfo(
         self, host: Any, port: Any, *, family: int = 0, **_: Any
@@ -261,10 +261,10 @@ def network(monkeypatch: pytest.MonkeyPatch) -> Iterator[Network]:
     scripted = Network(["64:ff9b::/96"])
     monkeypatch.setattr(resolvers, "find_source_address", scripted.source_address)
     nat64.forget()
-    resolvers._ipv4_routed_until.clear()
+    resolvers._ipv4_direct_until.clear()
     yield scripted
     nat64.forget()
-    resolvers._ipv4_routed_until.clear()
+    resolvers._ipv4_direct_until.clear()
 
 
 async def resolve(network: Network, host: str, **options: Any) -> list[Any]:
@@ -343,6 +343,17 @@ async def test_routed_ipv4_literal_is_answered_directly_without_discovery(
     probes = len(network.probes)
     concurrent_resolver("192.0.2.10", 443, type=socket.SOCK_STREAM)
     assert len(network.probes) == probes
+
+
+async def test_without_any_ipv6_route_nothing_is_synthesized_or_looked_up(
+    network: Network,
+) -> None:
+    # No network at all (loopback only): nothing to translate through.
+    network.source = None
+    stream = concurrent_resolver("192.0.2.10", 443, type=socket.SOCK_STREAM)
+    assert type(stream).__name__ == "_DirectAnswer"
+    assert [info[4] async for info in stream] == [("192.0.2.10", 443)]
+    assert network.lookups == []
 
 
 async def test_nat64_false_never_synthesizes(network: Network) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import errno
 import io
 import json
+import subprocess
 import threading
 from typing import Any
 
@@ -282,8 +283,13 @@ def test_nat64_false_leaves_ipv4_literals_alone(netns_ipv6_only: Namespace) -> N
 
 
 def test_dual_stack_namespace_synthesizes_nothing(netns: Namespace) -> None:
-    # IPv4 works here: the literal is on lo, and so is the NAT64 address,
-    # which must not be used.
+    # Both families work here: an IPv6 default route as on the IPv6-only
+    # network, and the IPv4 literal on lo, as is the NAT64 address, which
+    # must not be used.
+    subprocess.run(
+        ["ip", "-n", netns.name, "-6", "route", "add", "default", "dev", "lo"],
+        check=True,
+    )
     nat64_network(netns, WELL_KNOWN)
     netns.add_address(LITERAL)
     netns.add_address(WELL_KNOWN["literal"])

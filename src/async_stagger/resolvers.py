@@ -384,9 +384,9 @@ def _direct_answer(
                 nat64 is not False
                 and not family
                 # The probe's verdict, cached: a routed literal costs this
-                # lookup only (see _ipv4_routed_until).
-                and _ipv4_routed_until.get(text, 0.0) < _monotonic()
-                and _ipv4_unreachable(text)
+                # lookup only (see _ipv4_direct_until).
+                and _ipv4_direct_until.get(text, 0.0) < _monotonic()
+                and _needs_nat64(text)
             ):
                 return _through_nat64(
                     _DirectAnswer(None, infos), host, nat64, getaddrinfo_async,
@@ -401,7 +401,7 @@ def _direct_answer(
         and literal_family == _AF_INET
         and nat64 is not False
         and not family
-        and _ipv4_unreachable(text)
+        and _needs_nat64(text)
     ):
         return _through_nat64(
             _DirectAnswer(arguments, None), host, nat64, getaddrinfo_async,
@@ -412,33 +412,45 @@ def _direct_answer(
 
 # -- IPv6-only networks: IPv4 through NAT64 (RFC 8305 §7) --------------------------
 
-#: IPv4 literals the source-address probe found a route to, with the
-#: ``time.monotonic()`` until which that holds (the probe's own cache
-#: lifetime). Checked before anything else about NAT64, so that on a host
-#: with IPv4 an IPv4 literal pays one dictionary lookup and one clock read
-#: for it. Measured under callgrind (benchmarks/connect.py), per literal
+#: IPv4 addresses reached directly, without NAT64 (the probe found an IPv4
+#: route, or no IPv6 route either, or the address is one never
+#: synthesized), with the ``time.monotonic()`` until which that holds (the
+#: probe's own cache lifetime). Checked before anything else about NAT64,
+#: so that an IPv4 literal pays one dictionary lookup and one clock read for
+#: it. Measured under callgrind (benchmarks/connect.py), per literal
 #: connection: 396.3k instructions before NAT64, 398.8k with this check,
 #: 402.5k asking find_source_address's own cache instead.
-_ipv4_routed_until: dict[str, float] = {}
-_ROUTED_MAX = 1024
+_ipv4_direct_until: dict[str, float] = {}
+_DIRECT_MAX = 1024
 _monotonic = time.monotonic
 
 
-def _ipv4_unreachable(address: str) -> bool:
-    """Whether the kernel has no IPv4 route to *address* (the
-    source-address probe of RFC 6724 rule 1, cached: RFC 8305 §7's sign of
-    an IPv6-only network) and a NAT64 address could stand for it."""
-    if find_source_address(socket.AF_INET, (address, 9)) is None:
-        # No route; but no NAT64 address stands for 0/8, 127/8, 169.254/16
-        # or 255.255.255.255 either, so those need no discovery.
-        try:
-            return _nat64.ever_synthesizable(address)
-        except ValueError:  # a form inet_pton takes and ipaddress does not
-            return False
-    if len(_ipv4_routed_until) >= _ROUTED_MAX:
-        _ipv4_routed_until.clear()
-    _ipv4_routed_until[address] = _monotonic() + SOURCE_CACHE_SECONDS
+def _needs_nat64(address: str) -> bool:
+    """Whether the IPv4 *address* is to be reached through NAT64: the kernel
+    has no IPv4 route to it but has an IPv6 route (the source-address probe
+    of RFC 6724 rule 1, cached: RFC 8305 §7's sign of an IPv6-only network),
+    and it is not in a range never synthesized."""
+    if (
+        find_source_address(socket.AF_INET, (address, 9)) is None
+        and _synthesizable_anywhere(address)
+        # Neither family routed (no network at all): nothing to translate
+        # through, and no DNS64 to ask.
+        and _network_key() is not None
+    ):
+        return True
+    if len(_ipv4_direct_until) >= _DIRECT_MAX:
+        _ipv4_direct_until.clear()
+    _ipv4_direct_until[address] = _monotonic() + SOURCE_CACHE_SECONDS
     return False
+
+
+def _synthesizable_anywhere(address: str) -> bool:
+    # No NAT64 address stands for 0/8, 127/8, 169.254/16 or
+    # 255.255.255.255, so those need no discovery.
+    try:
+        return _nat64.ever_synthesizable(address)
+    except ValueError:  # a form inet_pton takes and ipaddress does not
+        return False
 
 
 # ipv4only.arpa's first address under the Well-Known Prefix: where a DNS64
@@ -458,15 +470,15 @@ def _network_key() -> Any:
 
 def _nat64_applies(infos: list[AddrInfo], nat64: bool | tuple[Any, ...]) -> bool:
     """Whether *infos* hold IPv4 addresses to reach through NAT64: it is on
-    and there is no IPv4 route to the first of them."""
+    and the first of them needs it."""
     if nat64 is False:
         return False
     for info in infos:
         if info[0] == _AF_INET and isinstance(info[4][0], str):
             address: str = info[4][0]
-            if _ipv4_routed_until.get(address, 0.0) >= _monotonic():
+            if _ipv4_direct_until.get(address, 0.0) >= _monotonic():
                 return False
-            return _ipv4_unreachable(address)
+            return _needs_nat64(address)
     return False
 
 

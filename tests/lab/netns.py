@@ -197,9 +197,10 @@ class Namespace:
 
         Args:
             extra_addresses: how many ``10.77.0.N`` and ``fd00:5eed::N`` to add.
-            ipv4: ``False`` for an IPv6-only network: no ``10.77.0.N``, and
-                no IPv4 address but 127.0.0.1 on ``lo`` (where the DNS
-                server listens), so no IPv4 route leads anywhere.
+            ipv4: ``False`` for an IPv6-only network: no ``10.77.0.N``, no
+                IPv4 address but 127.0.0.1 on ``lo`` (where the DNS server
+                listens), so no IPv4 route leads anywhere, and an IPv6
+                default route to ``lo``.
 
         Returns:
             The namespace; call :meth:`close` when done.
@@ -220,6 +221,10 @@ class Namespace:
             namespace.write_hosts({})
             namespace._write_resolv_conf(timeout=1)
             _ip("-n", name, "link", "set", "lo", "up")
+            if not ipv4:
+                # What an IPv6-only network has: an IPv6 default route (to
+                # lo: nothing leaves), and none for IPv4.
+                _ip("-n", name, "-6", "route", "add", "default", "dev", "lo")
             for n in range(1, extra_addresses + 1):
                 if ipv4:
                     namespace.add_address(f"10.77.0.{n}")

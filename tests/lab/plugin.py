@@ -69,7 +69,8 @@ def netns() -> Iterator[Namespace]:
 @pytest.fixture
 def netns_ipv6_only() -> Iterator[Namespace]:
     """Like ``netns``, an IPv6-only network: no IPv4 address but 127.0.0.1
-    (the lab's DNS server's), so no IPv4 route to anywhere."""
+    (the lab's DNS server's), so no IPv4 route to anywhere, and an IPv6
+    default route to ``lo``."""
     reason = netns_unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
