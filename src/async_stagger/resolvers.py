@@ -465,9 +465,10 @@ def _direct_answer(
 #: synthesized), with the ``time.monotonic()`` until which that holds (the
 #: probe's own cache lifetime). Checked before anything else about NAT64,
 #: so that an IPv4 literal pays one dictionary lookup and one clock read for
-#: it. Measured under callgrind (benchmarks/connect.py), per literal
-#: connection: 396.3k instructions before NAT64, 398.8k with this check,
-#: 402.5k asking find_source_address's own cache instead.
+#: it. Measured under callgrind (benchmarks/connect.py --instructions), per
+#: IP-literal connection: NAT64 with this check costs 0.4 % to 0.6 % more
+#: instructions than no NAT64 at all; asking find_source_address's own
+#: cache instead cost 1.6 % more.
 _ipv4_direct_until: dict[str, float] = {}
 _DIRECT_MAX = 1024
 _monotonic = time.monotonic
