@@ -197,6 +197,11 @@ class Timeline:
             data["addresses"] = [list(a) for a in event.addresses]
         if event.error is not None:
             data["error"] = _error_json(event.error)
+        if event.synthesized_from is not None:
+            data["synthesized_from"] = list(event.synthesized_from)
+        if event.nat64_prefix is not None:
+            data["nat64_prefix"] = event.nat64_prefix
+            data["nat64_origin"] = event.nat64_origin
         if event.delay is not None:
             data["delay"] = round(event.delay, 6)
         if event.reasons is not None:

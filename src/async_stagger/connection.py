@@ -66,6 +66,7 @@ from .history import (
     HistoryOption,
     resolve_history_option,
 )
+from .nat64 import Nat64Setting, check_setting
 from .race import _items_left, _race_on_loop
 from .resolvers import (
     _DirectAnswer,
@@ -796,6 +797,7 @@ async def create_connected_sock(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
     history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> socket.socket:
     """Connect to *host* and *port* with Happy Eyeballs; return the socket.
@@ -849,6 +851,15 @@ async def create_connected_sock(
             instead of one :class:`OSError`.
         trace: Called with a :class:`~async_stagger.TraceEvent` for each step
             (lookups, attempts started, failed, won).
+        nat64: Where the host has no IPv4 route to an IPv4 literal or to a
+            name's IPv4 addresses (an IPv6-only network), reach them through
+            NAT64 (RFC 8305 §7): ``True`` (the default) discovers the
+            network's NAT64 prefix with an AAAA lookup of ``ipv4only.arpa``
+            (RFC 7050); ``False`` turns this off; an iterable of prefixes
+            (``["64:ff9b::/96"]``, for a network that announces its prefix
+            otherwise, e.g. in router advertisements, RFC 8781) uses those
+            without a lookup. Passed to a custom *resolver* only when not
+            ``True`` and its signature names it or takes ``**kwargs``.
         history: The :class:`~async_stagger.history.ConnectionHistory` that
             orders the addresses and times the attempts from what earlier
             connections learned, and learns from this one (RFC 8305 §4,
@@ -875,8 +886,8 @@ async def create_connected_sock(
             that does not take ``first_addr_family_count``.
 
     .. versionadded:: 1.0
-       the *trace* and *history* arguments; ``TCP_NODELAY`` is set on the
-       socket; the keywords of :meth:`asyncio.loop.create_connection` that
+       the *trace*, *nat64* and *history* arguments; ``TCP_NODELAY`` is set
+       on the socket; the keywords of :meth:`asyncio.loop.create_connection` that
        concern the TCP connection (*local_addr*, *happy_eyeballs_delay*,
        *interleave*, *all_errors*).
     """
@@ -888,7 +899,7 @@ async def create_connected_sock(
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
         local_addr, chosen_delay, resolver, raise_exc_group or all_errors,
-        interleave, None, trace, history,
+        interleave, None, trace, nat64, history,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -1000,6 +1011,7 @@ async def create_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
     history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
@@ -1035,6 +1047,7 @@ async def create_connection(
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connected_sock`; here the TLS handshake
             is traced too.
+        nat64: See :func:`create_connected_sock`.
         history: See :func:`create_connected_sock`.
 
     Returns:
@@ -1059,8 +1072,8 @@ async def create_connection(
 
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
-       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*
-       and *history*.
+       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*,
+       *nat64* and *history*.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
@@ -1073,7 +1086,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, history,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, history,
     )  # fmt: skip
     return result
 
@@ -1095,6 +1108,7 @@ async def _create_connection(
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
+    nat64: Nat64Setting = True,
     history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
@@ -1106,6 +1120,8 @@ async def _create_connection(
     the caller and the socket's ``connect`` is paid for again each time the
     connection waits.
     """
+    if nat64 is not True:
+        nat64 = check_setting(nat64)
     if trace is not None or (
         # The "async_stagger" logger gets the events when it is enabled for
         # DEBUG: one check per connection when it is not.
@@ -1116,7 +1132,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None, history,
+                first_addr_family_count, tls, None, nat64, history,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -1150,6 +1166,7 @@ async def _create_connection(
                 remote = _resolve_checked(
                     host, port, family, _SOCK_STREAM, proto, flags,
                     raise_exc_group=raise_exc_group,
+                    nat64=nat64,
                     history=used_history,
                 )  # fmt: skip
             else:
@@ -1160,6 +1177,7 @@ async def _create_connection(
                     # asyncio's interleave=0: the order as getaddrinfo gave
                     # it, neither sorted nor interleaved.
                     sorter=_sort_addresses if first_addr_family_count else None,
+                    nat64=nat64,
                     history=used_history,
                 )  # fmt: skip
         else:
@@ -1167,12 +1185,14 @@ async def _create_connection(
             # only those asked for and declared by the resolver, so custom
             # resolvers written for async_stagger 0.4 keep working.
             options: dict[str, Any] = {}
-            if first_addr_family_count or raise_exc_group:
+            if first_addr_family_count or raise_exc_group or nat64 is not True:
                 taken = extra_keywords_taken(resolver)
                 if first_addr_family_count and "first_addr_family_count" in taken:
                     options["first_addr_family_count"] = first_addr_family_count
                 if raise_exc_group and "raise_exc_group" in taken:
                     options["raise_exc_group"] = True
+                if nat64 is not True and "nat64" in taken:
+                    options["nat64"] = nat64
             if used_history is not None and _orders_by_history(resolver):
                 options["history"] = used_history
             remote = resolver(
@@ -1308,6 +1328,7 @@ async def open_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
     history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
@@ -1336,6 +1357,7 @@ async def open_connection(
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
+        nat64: See :func:`create_connected_sock`.
         history: See :func:`create_connected_sock`.
 
     Returns:
@@ -1365,7 +1387,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, history,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, history,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
