@@ -687,17 +687,13 @@ def test_tracer_explains_the_order_the_blackhole_and_what_history_changed(
     # Once, before the first attempt: the order, and why.
     assert first.count("address order for dual.lab.test:") == 1
     assert first.index("address order") < first.index("attempt #0")
-    assert re.search(
-        rf"#0 {re.escape(dead_text)} +RFC 6724 rule 6: higher precedence", first
-    )
-    assert re.search(rf"#1 {re.escape(v4_text)} +last", first)
+    assert f"#0 {dead_text} (RFC 6724 rule 6: higher precedence)" in first
+    assert f"#1 {v4_text} (last)" in first
     assert (
         f"attempt #0 to {dead_text}: no answer after 250 ms, starting the next" in first
     )
     # The second connection: history put the blackholed address last.
-    assert re.search(
-        rf"#0 {re.escape(v4_text)} +history: the addresses after it failed", second
-    )
+    assert f"#0 {v4_text} (history: the addresses after it failed" in second
     texts = [text for _, text in timeline_lines(second)]
     assert f"attempt #0 to {v4_text} started" in texts
     assert not any(dead_text in text and "started" in text for text in texts)

@@ -59,19 +59,6 @@ EXIT_USAGE = 2
 # -- formatting ----------------------------------------------------------------
 
 
-def _order_text(event: TraceEvent, margin: str) -> str:
-    """The order the attempts will follow, one line per address (after the
-    first, each starting with *margin*) with the reason for its place."""
-    addresses = event.addresses or ()
-    reasons = event.reasons or ()
-    lines = [f"address order for {event.host}:"]
-    width = max((len(format_address(a)) for a in addresses), default=0)
-    for at, address in enumerate(addresses):
-        reason = reasons[at] if at < len(reasons) else ""
-        lines.append(f"  #{at} {format_address(address):{width}s}  {reason}")
-    return f"\n{margin}".join(lines)
-
-
 def _error_json(error: BaseException) -> dict[str, Any]:
     data: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
     errno = getattr(error, "errno", None)
@@ -213,9 +200,6 @@ class Timeline:
         address = None
         if event.address is None and event.index is not None:
             address = self._attempt_addresses.get(event.index)
-        if event.kind == "order_decided":
-            # One line per address here; the logger gets them on one line.
-            return _order_text(event, self.indent + " " * 14)
         return describe_event(event, address)
 
 
