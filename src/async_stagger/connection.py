@@ -25,9 +25,15 @@ How a connection is made
    apart, or the next one at once when the latest fails (§5). The first
    socket to finish the TCP handshake wins; the others are cancelled and
    closed.
-4. With TLS, the handshake runs on the winning socket only, through
-   :meth:`asyncio.loop.create_connection` (§5: "the TCP race picks the
-   winner"), so asyncio's own transports and TLS code are used unchanged.
+4. With TLS, each attempt runs its TLS handshake as soon as its TCP
+   connection is up, and an attempt succeeds only when its handshake
+   completes (Happy Eyeballs v3: with TLS over TCP, wait for the TLS
+   handshake before cancelling other attempts; see ``_tls_attempt``), so
+   an address that accepts TCP but stalls TLS cannot win. The handshakes
+   run through :meth:`asyncio.loop.create_connection`, so the loop's own
+   transports and TLS code are used unchanged. With ``race_tls=False`` the
+   TCP race picks the winner and TLS runs on it alone (RFC 8305 §5, and
+   what asyncio does).
 
 Every socket an attempt creates is recorded until it is either returned to
 the caller or closed. The race may drop a winner it found just as the caller
@@ -55,6 +61,7 @@ from typing import Any, TypeAlias
 
 from . import defaults
 from ._checks import check_port, check_seconds
+from ._tls_attempt import Handshake, TLSRace
 from .race import _race_on_loop
 from .resolvers import _resolve_checked, concurrent_resolver
 from .trace import TraceCallback, emit, tracing, tracing_active
@@ -161,6 +168,12 @@ def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
     )
 
 
+def _check_race_tls(race_tls: object) -> None:
+    raise TypeError(
+        f"race_tls must be True or False, got {type(race_tls).__name__} {race_tls!r}"
+    )
+
+
 def _check_ssl(ssl: object) -> None:
     if ssl is not None and not isinstance(ssl, bool | _ssl.SSLContext):
         raise TypeError(
@@ -237,6 +250,7 @@ class _Attempts:
         "pending",
         "remote",
         "skipped",
+        "tls",
     )
 
     def __init__(
@@ -257,6 +271,8 @@ class _Attempts:
         self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
         # Further (remote, local) pairs for the current remote address.
         self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
+        # With a TLS-aware race, the TLS handshake each attempt also does.
+        self.tls: TLSRace | None = None
 
     def __aiter__(self) -> _Attempts:
         return self
@@ -312,7 +328,7 @@ class _Attempts:
 
     async def _connect(
         self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
-    ) -> socket.socket:
+    ) -> socket.socket | Handshake:
         family, type_, proto, _, address = info
         traced = tracing_active()
         if traced:
@@ -352,6 +368,11 @@ class _Attempts:
             if traced:
                 emit("attempt_failed", index=index, address=address, error=exc)
             raise
+        if self.tls is not None:
+            # The socket is the TLS step's from here on (it hands it to a
+            # transport), and the attempt succeeds with its handshake.
+            live.discard(sock)
+            return await self.tls.handshake(index, sock, address, local)
         if traced:
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
@@ -614,7 +635,7 @@ async def create_connected_sock(
     loop = asyncio.get_running_loop()
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
-        None, delay, resolver, raise_exc_group, None, None, trace,
+        None, delay, resolver, raise_exc_group, None, None, trace, False,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -734,14 +755,16 @@ async def create_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    race_tls: bool = True,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :meth:`asyncio.loop.create_connection`.
 
     Every argument of :meth:`asyncio.loop.create_connection` is accepted
     and means what it means there, except that Happy Eyeballs is always on.
-    The TCP race picks the winning socket; TLS (if *ssl*) then runs on that
-    socket only, through the loop's own ``create_connection``.
+    With *ssl*, each attempt does its own TLS handshake, through the loop's
+    own ``create_connection``, and the first attempt to complete it wins
+    (see *race_tls*).
 
     Args:
         protocol_factory: Called with no arguments to make the protocol.
@@ -773,7 +796,13 @@ async def create_connection(
         raise_exc_group: When every attempt fails, raise an
             :class:`ExceptionGroup` of every attempt's and lookup's error.
         trace: Called with a :class:`~async_stagger.TraceEvent` per step,
-            including the TLS handshake.
+            including each attempt's TLS handshake.
+        race_tls: With *ssl*: an attempt succeeds only once its TLS
+            handshake completes, so an address that accepts TCP but stalls
+            TLS cannot win (Happy Eyeballs v3); each handshake gets its own
+            *ssl_handshake_timeout*, and *protocol_factory* is called once,
+            for the winner. False: the TCP race picks the winner and TLS
+            runs on it alone, as asyncio does. No effect without *ssl*.
 
     Returns:
         ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
@@ -783,7 +812,8 @@ async def create_connection(
         socket.gaierror: The host name could not be resolved.
         ExceptionGroup: Every attempt failed, with *raise_exc_group* or
             *all_errors*.
-        ssl.SSLError: The TLS handshake failed.
+        ssl.SSLError: The TLS handshake failed (every attempt's, in a TLS
+            race).
         ValueError: Arguments that asyncio rejects (*server_hostname*
             without *ssl*, *sock* together with *host*), empty *host*,
             negative or NaN delays, *interleave* < 1.
@@ -795,10 +825,13 @@ async def create_connection(
 
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
-       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), and *trace*.
+       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*,
+       and *race_tls*: TLS handshakes are part of the race.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
+    if race_tls is not True and race_tls is not False:
+        _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
         local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
@@ -808,7 +841,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, race_tls,
     )  # fmt: skip
     return result
 
@@ -830,11 +863,13 @@ async def _create_connection(
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
+    race_tls: bool,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
-    loop's ``(transport, protocol)`` for it (TLS too, with *tls*). Events go
-    to *trace*, if given.
+    loop's ``(transport, protocol)`` for it (TLS too, with *tls*: raced
+    when *race_tls*, else on the winner only). Events go to *trace*, if
+    given.
 
     One coroutine for all three public functions: every coroutine between
     the caller and the socket's ``connect`` is paid for again each time the
@@ -846,7 +881,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None,
+                first_addr_family_count, tls, None, race_tls,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -898,19 +933,25 @@ async def _create_connection(
                 **options,
             )
         attempts = _Attempts(loop, remote, locals_)
-        winner: socket.socket | None = None
+        tls_race = None
+        if tls is not None and race_tls:
+            tls_race = attempts.tls = TLSRace(loop, tls)
+        winner: Any = None
         try:
             winner, _, exceptions, source_exc = await _race_on_loop(
                 loop, attempts, delay
             )
         finally:
             # The race closes its losers; this also catches a winner the race
-            # dropped because we were cancelled just as it won.
+            # dropped because we were cancelled just as it won. (In a TLS
+            # race no socket is left here: each is a transport's by now.)
             live = attempts.live
             if len(live) > 1 or winner is None:
                 for sock in live:
                     if sock is not winner:
                         sock.close()
+            if tls_race is not None:
+                tls_race.abort_all_but(winner)
         if winner is None:
             raise _failure(
                 host, port, attempts, exceptions, source_exc, raise_exc_group
@@ -920,6 +961,12 @@ async def _create_connection(
         raise
     if protocol_factory is None:
         return winner
+    if tls_race is not None:
+        try:
+            return tls_race.hand_over(winner, protocol_factory)
+        except BaseException as exc:
+            emit("connection_failed", error=exc)
+            raise
     if tls is None:
         try:
             return await loop.create_connection(protocol_factory, sock=winner)
@@ -927,8 +974,8 @@ async def _create_connection(
             winner.close()
             emit("connection_failed", error=exc)
             raise
-    # RFC 8305 §5 (and what asyncio does): the TCP race picked the winner,
-    # TLS runs on the winner only.
+    # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
+    # picked the winner, TLS runs on the winner only.
     peer = _peer(winner)
     emit("tls_started", address=peer)
     try:
@@ -977,6 +1024,7 @@ async def open_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    race_tls: bool = True,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :func:`asyncio.open_connection`.
@@ -1004,6 +1052,8 @@ async def open_connection(
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
+        race_tls: See :func:`create_connection`. In a TLS race, bytes the
+            server sends right after its handshake reach the reader.
 
     Returns:
         ``(reader, writer)``, as :func:`asyncio.open_connection`.
@@ -1017,10 +1067,15 @@ async def open_connection(
         ValueError: Bad arguments (see :func:`create_connection`).
         TypeError: Bad arguments (see :func:`create_connection`).
         RuntimeError: *loop* is not the running event loop.
+
+    .. versionadded:: 1.0
+       *race_tls*: TLS handshakes are part of the race.
     """
     if type(limit) is not int or limit <= 0:
         _check_int("limit", limit)
         raise ValueError(f"limit must be positive, got {limit!r}")
+    if race_tls is not True and race_tls is not False:
+        _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
         local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
@@ -1031,7 +1086,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, race_tls,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
