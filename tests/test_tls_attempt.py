@@ -203,12 +203,14 @@ async def test_ssl_handshake_timeout_bounds_each_attempts_handshake(
         "tls_failed",
         "attempt_failed",
     ] * 2
+    # (0.19: uvloop's timers have millisecond resolution and may fire a
+    # little early by the loop's clock.)
     first_failed = time_of(events, "tls_failed", 0)
-    assert first_failed - time_of(events, "tls_started", 0) >= 0.2
+    assert first_failed - time_of(events, "tls_started", 0) >= 0.19
     # The timeout failed attempt 0, and attempt 1 started at once with a
     # timeout of its own.
     assert time_of(events, "attempt_started", 1) - first_failed < 1
-    assert time_of(events, "tls_failed", 1) - time_of(events, "tls_started", 1) >= 0.2
+    assert time_of(events, "tls_failed", 1) - time_of(events, "tls_started", 1) >= 0.19
 
 
 async def test_every_attempt_failing_tls_raises_the_tls_error(
@@ -402,10 +404,11 @@ async def test_cancelled_at_any_moment_of_a_tls_race_leaves_nothing(
     ]
     hung = lab.hung_tls("127.0.0.4")
     before = open_fds()
-    for extra_steps in range(4):
+    for _ in range(3):
+        connected: tuple[Any, Any] | None = None
         try:
             async with asyncio.timeout(after):
-                transport, protocol = await create_connection(
+                connected = await create_connection(
                     Recorder,
                     HOST,
                     hung.port,
@@ -414,11 +417,10 @@ async def test_cancelled_at_any_moment_of_a_tls_race_leaves_nothing(
                     delay=0.02,
                     resolver=answers(hung, *silent),
                 )
-                for _ in range(extra_steps):
-                    await asyncio.sleep(0)
         except TimeoutError:
             pass
-        else:
+        if connected is not None:
+            transport, protocol = connected
             transport.abort()
             await protocol.lost
         await assert_sockets_back_to(before)

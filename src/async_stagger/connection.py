@@ -169,9 +169,11 @@ def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
 
 
 def _check_race_tls(race_tls: object) -> None:
-    raise TypeError(
-        f"race_tls must be True or False, got {type(race_tls).__name__} {race_tls!r}"
-    )
+    if race_tls is not False:
+        raise TypeError(
+            "race_tls must be True or False,"
+            f" got {type(race_tls).__name__} {race_tls!r}"
+        )
 
 
 def _check_ssl(ssl: object) -> None:
@@ -250,8 +252,11 @@ class _Attempts:
         "pending",
         "remote",
         "skipped",
-        "tls",
     )
+
+    # Set in a TLS-aware race (_TLSAttempts): the TLS handshake each attempt
+    # also does. A class attribute here, so the plain path stores nothing.
+    tls: TLSRace | None = None
 
     def __init__(
         self,
@@ -271,8 +276,6 @@ class _Attempts:
         self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
         # Further (remote, local) pairs for the current remote address.
         self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
-        # With a TLS-aware race, the TLS handshake each attempt also does.
-        self.tls: TLSRace | None = None
 
     def __aiter__(self) -> _Attempts:
         return self
@@ -376,6 +379,23 @@ class _Attempts:
         if traced:
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
+
+
+class _TLSAttempts(_Attempts):
+    """The attempts of a TLS-aware race: each does its TLS handshake once
+    TCP is connected, and succeeds with it (see ``_tls_attempt``)."""
+
+    __slots__ = ("tls",)
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        remote: AsyncIterator[AddrInfo],
+        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
+        tls: TLSRace,
+    ) -> None:
+        super().__init__(loop, remote, local_addrs)
+        self.tls = tls
 
 
 # asyncio's own sock_connect for selector loops (see _connect_when_writable).
@@ -830,7 +850,7 @@ async def create_connection(
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
-    if race_tls is not True and race_tls is not False:
+    if race_tls is not True:
         _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
@@ -932,10 +952,12 @@ async def _create_connection(
                 flags=flags,
                 **options,
             )
-        attempts = _Attempts(loop, remote, locals_)
         tls_race = None
-        if tls is not None and race_tls:
-            tls_race = attempts.tls = TLSRace(loop, tls)
+        if tls is None or not race_tls:
+            attempts = _Attempts(loop, remote, locals_)
+        else:
+            tls_race = TLSRace(loop, tls)
+            attempts = _TLSAttempts(loop, remote, locals_, tls_race)
         winner: Any = None
         try:
             winner, _, exceptions, source_exc = await _race_on_loop(
@@ -1074,7 +1096,7 @@ async def open_connection(
     if type(limit) is not int or limit <= 0:
         _check_int("limit", limit)
         raise ValueError(f"limit must be positive, got {limit!r}")
-    if race_tls is not True and race_tls is not False:
+    if race_tls is not True:
         _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
