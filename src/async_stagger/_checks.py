@@ -4,7 +4,6 @@ functions, so that one kind of bad value gets one kind of message."""
 from __future__ import annotations
 
 import math
-import socket
 
 
 def check_seconds(name: str, value: object, *, allow_none: bool) -> float | None:
@@ -33,16 +32,16 @@ def check_seconds(name: str, value: object, *, allow_none: bool) -> float | None
 
 def check_port(port: object) -> None:
     """Reject what ``socket.getaddrinfo`` would reject, early and with the
-    value in the message, with the exception types the socket module uses:
-    ``OverflowError`` for an int out of range, ``socket.gaierror``
-    (``EAI_SERVICE``) for a numeric string out of range. Ports above 65535
-    are refused even where glibc would silently wrap them (70000 becoming
-    port 4464). Service names ("https") are left to ``getaddrinfo``.
+    value in the message, with the exception type asyncio's connection
+    functions raise: ``OverflowError`` for a port outside 0-65535, an int or
+    a numeric string alike (asyncio reads a numeric string with ``int()``
+    and its ``connect`` raises ``OverflowError``). Ports above 65535 are
+    refused even where glibc would silently wrap them (70000 becoming port
+    4464). Service names ("https") are left to ``getaddrinfo``.
 
     Raises:
         TypeError: *port* is not an int, str, bytes or None.
-        OverflowError: *port* is an int outside 0-65535.
-        socket.gaierror: *port* is a numeric string above 65535.
+        OverflowError: *port* is an int, or a numeric string, outside 0-65535.
     """
     if port is None:
         return
@@ -55,6 +54,9 @@ def check_port(port: object) -> None:
         if not 0 <= port <= 65535:
             raise OverflowError(f"port must be 0-65535, got {port!r}")
         return
-    text = port.decode("ascii", "replace") if isinstance(port, bytes) else port
-    if text.isascii() and text.isdigit() and int(text) > 65535:
-        raise socket.gaierror(socket.EAI_SERVICE, f"port must be 0-65535, got {port!r}")
+    try:
+        number = int(port)
+    except ValueError:
+        return  # a service name
+    if not 0 <= number <= 65535:
+        raise OverflowError(f"port must be 0-65535, got {port!r}")

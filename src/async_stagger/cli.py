@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__, defaults
+from ._describe import describe_event, format_address, format_error
 from .connection import open_connection
 from .resolvers import concurrent_resolver
 from .trace import TraceEvent
@@ -52,70 +53,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-_FAMILY_NAMES: dict[int, str] = {
-    socket.AF_INET: "IPv4 (A)",
-    socket.AF_INET6: "IPv6 (AAAA)",
-}
-
 
 # -- formatting ----------------------------------------------------------------
-
-
-def format_address(address: Sequence[Any] | None) -> str:
-    """Render a socket address the way URLs write it.
-
-    Args:
-        address: A socket address tuple: ``(host, port)`` for IPv4,
-            ``(host, port, flowinfo, scope_id)`` for IPv6, or ``None``.
-
-    Returns:
-        ``"192.0.2.1:443"``, ``"[2001:db8::1]:443"`` (with ``%scope`` when the
-        scope id is set), or ``"?"`` for ``None``.
-    """
-    if not address:
-        return "?"
-    host = str(address[0])
-    if len(address) < 2:
-        return host
-    port = address[1]
-    if ":" in host:
-        if len(address) >= 4 and address[3] and "%" not in host:
-            host = f"{host}%{address[3]}"
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
-def format_error(error: BaseException | None) -> str:
-    """Render an exception as ``"TypeName: message"`` (just the type name when
-    the message is empty).
-
-    Args:
-        error: The exception, or ``None``.
-
-    Returns:
-        The one-line description; ``"unknown error"`` for ``None``.
-    """
-    if error is None:
-        return "unknown error"
-    if isinstance(error, BaseExceptionGroup):
-        parts = "; ".join(format_error(inner) for inner in error.exceptions)
-        return f"{type(error).__name__}: {error.message} ({parts})"
-    message = str(error)
-    name = type(error).__name__
-    return f"{name}: {message}" if message else name
-
-
-def _family_name(family: int | None) -> str:
-    if not family:
-        return "any family (AF_UNSPEC)"
-    return _FAMILY_NAMES.get(family, f"family {family}")
-
-
-def _hosts(addresses: Sequence[Sequence[Any]] | None) -> str:
-    """The host parts of a lookup's answer, in order."""
-    if not addresses:
-        return "no addresses"
-    return ", ".join(str(address[0]) for address in addresses)
 
 
 def _error_json(error: BaseException) -> dict[str, Any]:
@@ -225,48 +164,10 @@ class Timeline:
 
     def describe(self, event: TraceEvent) -> str:
         """One human-readable line for *event*, without the time stamp."""
-        kind = event.kind
-        family = _family_name(event.family)
-        if kind == "resolution_started":
-            return f"lookup {family} started for {event.host}"
-        if kind == "resolution_answered":
-            return f"lookup {family} answered: {_hosts(event.addresses)}"
-        if kind == "resolution_failed":
-            return f"lookup {family} failed: {format_error(event.error)}"
-        address = event.address
-        if address is None and event.index is not None:
+        address = None
+        if event.address is None and event.index is not None:
             address = self._attempt_addresses.get(event.index)
-        attempt = f"attempt #{event.index} to {format_address(address)}"
-        if kind == "attempt_started":
-            if event.local_address is not None:
-                local = format_address(event.local_address)
-                return f"{attempt} started (from {local})"
-            return f"{attempt} started"
-        if kind == "attempt_failed":
-            return f"{attempt} failed: {format_error(event.error)}"
-        if kind == "attempt_cancelled":
-            return f"{attempt} cancelled"
-        if kind == "attempt_succeeded":
-            return f"{attempt} connected: the winner"
-        if kind.startswith("tls_") and event.index is not None:
-            # A TLS race: each attempt's handshake; a failed one is followed
-            # by its attempt_failed, which gives the error.
-            if kind == "tls_started":
-                return f"{attempt}: TLS handshake started"
-            if kind == "tls_succeeded":
-                return f"{attempt}: TLS handshake done"
-            return f"{attempt}: TLS handshake failed"
-        if kind == "tls_started":
-            return "TLS handshake started"
-        if kind == "tls_succeeded":
-            return "TLS handshake done"
-        if kind == "tls_failed":
-            return f"TLS handshake failed: {format_error(event.error)}"
-        if kind == "connection_failed":
-            if isinstance(event.error, asyncio.CancelledError):
-                return "connection cancelled"
-            return f"connection failed: {format_error(event.error)}"
-        return str(kind)
+        return describe_event(event, address)
 
 
 # -- argument parsing ----------------------------------------------------------

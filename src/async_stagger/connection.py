@@ -44,7 +44,9 @@ path (failure, cancellation, ``asyncio.timeout``) leaves a descriptor open.
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
+import logging
 import socket
 import ssl as _ssl
 import sys
@@ -56,18 +58,21 @@ from collections.abc import (
     Iterable,
 )
 from functools import partial
-from operator import length_hint
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from . import defaults
 from ._checks import check_port, check_seconds
+from ._resolver_keywords import extra_keywords_taken
 from ._tls_attempt import Handshake, TLSRace
-from .race import _race_on_loop
+from .address_order import sort_addresses as _sort_addresses
+from .race import _items_left, _race_on_loop
 from .resolvers import _resolve_checked, concurrent_resolver
-from .trace import TraceCallback, emit, tracing, tracing_active
+from .trace import LOGGER, TraceCallback, _logged, emit, tracing, tracing_active
 
 __all__ = [
+    "NOT_GIVEN",
     "AddrInfo",
+    "NotGiven",
     "Resolver",
     "create_connected_sock",
     "create_connection",
@@ -81,7 +86,8 @@ AddrInfo: TypeAlias = tuple[
 
 #: A resolver: called as ``resolver(host, port, *, family, type, proto,
 #: flags)`` (plus ``first_addr_family_count`` and ``raise_exc_group`` when
-#: those are asked for), it returns an async iterator of :data:`AddrInfo`.
+#: those are asked for and it declares it takes them), it returns an async
+#: iterator of :data:`AddrInfo`.
 Resolver: TypeAlias = Callable[..., AsyncIterator[AddrInfo]]
 
 #: Host names as asyncio takes them.
@@ -94,13 +100,35 @@ SSLArg: TypeAlias = _ssl.SSLContext | bool | None
 LocalAddrs: TypeAlias = Iterable[tuple[Any, ...]] | AsyncIterable[tuple[Any, ...]]
 
 
+class NotGiven(enum.Enum):
+    """The type of :data:`NOT_GIVEN`."""
+
+    NOT_GIVEN = "NOT_GIVEN"
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: The default of *delay* and *happy_eyeballs_delay*: left out, which means
+#: the Connection Attempt Delay of RFC 8305
+#: (:data:`async_stagger.defaults.CONNECTION_ATTEMPT_DELAY`). It is not
+#: ``None``, because ``None`` is a value of its own: attempts one at a time,
+#: as in async_stagger 0.4 (``delay=None``) and asyncio
+#: (``happy_eyeballs_delay=None``).
+NOT_GIVEN: Final = NotGiven.NOT_GIVEN
+
+#: A delay as the connection functions take it (see :data:`NOT_GIVEN`).
+Delay: TypeAlias = float | NotGiven | None
+
+
 # ``type`` is a parameter name in some signatures here.
 _typeof = type
 
 _SOCK_STREAM = socket.SOCK_STREAM
 
-# The optional arguments of a plain connection, all left out.
-_ALL_NONE = (None,) * 10
+# The optional arguments of a plain connection that default to None, all
+# left out.
+_ALL_NONE = (None,) * 8
 
 # -- checking arguments ---------------------------------------------------------
 
@@ -113,7 +141,11 @@ def _check_host(host: object) -> None:
             f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
         )
     if not host:
-        raise ValueError(f"host must not be empty, got {host!r}")
+        # asyncio hands an empty host to getaddrinfo, which fails with
+        # EAI_NONAME: the same error, without the lookup.
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"host must not be empty, got {host!r}"
+        )
 
 
 def _check_target(
@@ -148,12 +180,12 @@ def _check_interleave(interleave: object) -> None:
         return
     _check_int("interleave", interleave)
     assert isinstance(interleave, int)
-    if interleave < 1:
-        # asyncio reads 0 as "do not reorder"; Happy Eyeballs always
-        # interleaves families (RFC 8305 §4), so the count starts at 1.
+    if interleave < 0:
+        # 0 is asyncio's "do not reorder"; asyncio takes a negative count
+        # too and interleaves with it as if it were a count of addresses.
         raise ValueError(
             "interleave (the RFC 8305 First Address Family Count) must be"
-            f" at least 1, got {interleave!r}"
+            f" at least 0, got {interleave!r}"
         )
 
 
@@ -196,19 +228,61 @@ def _check_sock(sock: object, *, host: object, port: object) -> None:
         raise ValueError(f"A Stream Socket was expected, got {sock!r}")
 
 
-def _pick_delay(delay: float | None, happy_eyeballs_delay: float | None) -> float:
+def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | None:
+    """The Connection Attempt Delay asked for: *delay* (async_stagger's name)
+    or *happy_eyeballs_delay* (asyncio's), ``None`` for one attempt at a
+    time, the RFC 8305 default when neither is given. Both given must agree:
+    one silently overriding the other would hide a mistake."""
+    if isinstance(delay, NotGiven):
+        if isinstance(happy_eyeballs_delay, NotGiven):
+            return defaults.CONNECTION_ATTEMPT_DELAY
+        return _check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
     checked = _check_delay("delay", delay)
-    checked_he = _check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
-    if checked is not None and checked_he is not None and checked != checked_he:
-        raise TypeError(
-            "delay and happy_eyeballs_delay are the same setting; give one,"
-            f" got delay={delay!r}, happy_eyeballs_delay={happy_eyeballs_delay!r}"
-        )
-    if checked is not None:
-        return checked
-    if checked_he is not None:
-        return checked_he
-    return defaults.CONNECTION_ATTEMPT_DELAY
+    if not isinstance(happy_eyeballs_delay, NotGiven):
+        checked_he = _check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
+        if checked != checked_he:
+            raise TypeError(
+                "delay and happy_eyeballs_delay are the same setting; give one,"
+                f" got delay={delay!r},"
+                f" happy_eyeballs_delay={happy_eyeballs_delay!r}"
+            )
+    return checked
+
+
+def _check_connection_keywords(
+    host: Host,
+    port: Port,
+    family: int,
+    proto: int,
+    flags: int,
+    local_addr: tuple[Any, ...] | None,
+    happy_eyeballs_delay: Delay,
+    interleave: int | None,
+    delay: Delay,
+    resolver: Resolver,
+) -> float | None:
+    """Check the keywords all three connection functions take, before any
+    network activity; return the Connection Attempt Delay."""
+    _check_target(host, port, family, proto, flags)
+    chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
+    if not callable(resolver):
+        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    if interleave is not None:
+        _check_interleave(interleave)
+        if (
+            interleave
+            and resolver is not concurrent_resolver
+            and "first_addr_family_count" not in extra_keywords_taken(resolver)
+        ):
+            raise TypeError(
+                f"interleave={interleave!r} is passed to the resolver as"
+                f" first_addr_family_count, which {resolver!r} does not take"
+            )
+    if local_addr is not None and (
+        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
+    ):
+        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    return chosen_delay
 
 
 def _local_family(address: tuple[Any, ...]) -> int:
@@ -254,6 +328,10 @@ class _Attempts:
         "skipped",
     )
 
+    # The race may believe __length_hint__: it counts what is really left
+    # (a resolver's hint only when that one is exact too: _items_left).
+    _exact_length_hint = True
+
     # Set in a TLS-aware race (_TLSAttempts): the TLS handshake each attempt
     # also does. A class attribute here, so the plain path stores nothing.
     tls: TLSRace | None = None
@@ -283,7 +361,7 @@ class _Attempts:
     def __length_hint__(self) -> int:
         """Attempts left, as far as is known (PEP 424): the race arms no
         delay timer when nothing is left to start."""
-        return len(self.pending) + length_hint(self.remote, 1)
+        return len(self.pending) + _items_left(self.remote)
 
     async def __anext__(self) -> Callable[[], Any]:
         if self.pending:
@@ -519,7 +597,7 @@ def _failure(
     if raise_exc_group:
         everything = [exc for _, exc in failures] + lookup
         if not everything:
-            everything = [OSError("getaddrinfo() returned empty list")]
+            everything = [_empty_answer(host, port)]
         return _exception_group(
             f"all connection attempts to {host!r} port {port!r} failed", everything
         )
@@ -529,7 +607,7 @@ def _failure(
             # RFC 8305 §3: only both families failing is an error; the
             # resolver raises socket.gaierror for that, as asyncio does.
             return source_exc if source_exc is not None else lookup[0]
-        return OSError("getaddrinfo() returned empty list")
+        return _empty_answer(host, port)
     errors = [exc for _, exc in failures]
     if len(errors) == 1 and not lookup:
         return errors[0]
@@ -541,6 +619,11 @@ def _failure(
     parts = [f"{description}: {exc}" for description, exc in failures]
     parts += [f"lookup of {host!r}: {exc}" for exc in lookup]
     return OSError(f"Multiple exceptions: {'; '.join(parts)}")
+
+
+def _empty_answer(host: object, port: object) -> OSError:
+    # asyncio's words, which async_stagger 0.4 used too, naming the host.
+    return OSError(f"getaddrinfo({host!r}, {port!r}) returned empty list")
 
 
 def _exception_group(message: str, excs: list[BaseException]) -> BaseException:
@@ -566,7 +649,7 @@ async def _resolve_local_addr(
         host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
     )
     if not infos:
-        raise OSError("getaddrinfo() returned empty list")
+        raise _empty_answer(host, port)
     return [(info[0], info[4]) for info in infos]
 
 
@@ -594,8 +677,12 @@ async def create_connected_sock(
     family: int = 0,
     proto: int = 0,
     flags: int = 0,
+    local_addr: tuple[Any, ...] | None = None,
+    happy_eyeballs_delay: Delay = NOT_GIVEN,
+    interleave: int | None = None,
+    all_errors: bool = False,
     local_addrs: LocalAddrs | None = None,
-    delay: float | None = defaults.CONNECTION_ATTEMPT_DELAY,
+    delay: Delay = NOT_GIVEN,
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
@@ -607,6 +694,10 @@ async def create_connected_sock(
     *delay* seconds apart, or at once when the previous attempt fails (RFC
     8305 §5). The first to connect wins; all others are closed.
 
+    The connection keywords (*family* to *trace*) are the same for all three
+    connection functions, and mean the same in each; they are described
+    here (and compared with asyncio's and 0.4's in the guide's table).
+
     Args:
         host: Host name or IP address literal to connect to.
         port: Port number, numeric string or service name.
@@ -614,15 +705,34 @@ async def create_connected_sock(
             family; 0 for both.
         proto: Socket protocol, passed to the resolver and ``socket()``.
         flags: ``getaddrinfo`` flags, passed to the resolver.
+        local_addr: asyncio's local address: a ``(host, port)`` pair,
+            resolved like asyncio's if needed; one more local address next
+            to *local_addrs*.
+        happy_eyeballs_delay: asyncio's name for *delay*; ``None`` means one
+            attempt at a time, as in asyncio.
+        interleave: asyncio's name for the First Address Family Count (RFC
+            8305 §4): passed to the resolver as ``first_addr_family_count``;
+            0 keeps the addresses in ``getaddrinfo``'s order, neither sorted
+            nor interleaved (asyncio's meaning; with a resolver of your own,
+            its order); ``None`` leaves the resolver's default (1).
+        all_errors: asyncio's name for *raise_exc_group*.
         local_addrs: Already-resolved local addresses to bind to, as a sync
             or async iterable of socket address tuples, e.g.
             ``[("192.0.2.7", 0), ("2001:db8::7", 0, 0, 0)]``. Each remote
             address is tried from each local address of its own family.
-        delay: The Connection Attempt Delay in seconds (RFC 8305 §5); None
-            starts the next attempt only when the previous one fails.
+        delay: The Connection Attempt Delay in seconds (RFC 8305 §5);
+            ``None`` starts the next attempt only when the previous one
+            fails (one at a time); left out, it is
+            :data:`async_stagger.defaults.CONNECTION_ATTEMPT_DELAY`.
+            *happy_eyeballs_delay* is asyncio's name for the same setting;
+            given both, they must be equal.
         resolver: Turns host and port into an async iterator of
             ``getaddrinfo`` tuples; see :mod:`async_stagger.resolvers`. Bind
-            its own options with :func:`functools.partial`.
+            its own options with :func:`functools.partial`. It is called
+            with ``host, port, family=, type=, proto=, flags=`` (the
+            async_stagger 0.4 contract), plus ``first_addr_family_count``
+            (from *interleave*) and ``raise_exc_group`` only when those are
+            asked for and its signature names them or takes ``**kwargs``.
         raise_exc_group: When every attempt fails, raise an
             :class:`ExceptionGroup` of every attempt's and lookup's exception
             instead of one :class:`OSError`.
@@ -636,26 +746,30 @@ async def create_connected_sock(
     Raises:
         OSError: Every attempt failed: the single error if all were alike,
             else one naming each address and its error.
-        socket.gaierror: The host name could not be resolved.
-        ExceptionGroup: Every attempt failed and *raise_exc_group* is true.
-        OverflowError: *port* is an int outside 0-65535 (as ``socket``
-            raises); a numeric string port out of range is a
-            ``socket.gaierror``.
-        ValueError: *host* is empty or *delay* is negative or NaN.
-        TypeError: An argument has the wrong type.
+        socket.gaierror: The host name could not be resolved, or is empty.
+        ExceptionGroup: Every attempt failed and *raise_exc_group* or
+            *all_errors* is true.
+        OverflowError: *port* is an int or a numeric string outside 0-65535.
+        ValueError: *delay* is negative or NaN, *interleave* negative.
+        TypeError: An argument has the wrong type; *delay* and
+            *happy_eyeballs_delay* disagree; *interleave* with a resolver
+            that does not take ``first_addr_family_count``.
 
     .. versionadded:: 1.0
-       the *trace* argument; ``TCP_NODELAY`` is set on the socket.
+       the *trace* argument; ``TCP_NODELAY`` is set on the socket; the
+       keywords of :meth:`asyncio.loop.create_connection` that concern the
+       TCP connection (*local_addr*, *happy_eyeballs_delay*, *interleave*,
+       *all_errors*).
     """
-    _check_target(host, port, family, proto, flags)
-    if delay is not None and (type(delay) is not float or not delay >= 0):
-        delay = _check_delay("delay", delay)
-    if not callable(resolver):
-        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    chosen_delay = _check_connection_keywords(
+        host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
+        interleave, delay, resolver,
+    )  # fmt: skip
     loop = asyncio.get_running_loop()
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
-        None, delay, resolver, raise_exc_group, None, None, trace, False,
+        local_addr, chosen_delay, resolver, raise_exc_group or all_errors,
+        interleave, None, trace, False,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -676,11 +790,11 @@ def _prepare(
     server_hostname: str | None,
     ssl_handshake_timeout: float | None,
     ssl_shutdown_timeout: float | None,
-    happy_eyeballs_delay: float | None,
+    happy_eyeballs_delay: Delay,
     interleave: int | None,
-    delay: float | None,
+    delay: Delay,
     resolver: Resolver,
-) -> tuple[asyncio.AbstractEventLoop, dict[str, Any] | None, float]:
+) -> tuple[asyncio.AbstractEventLoop, dict[str, Any] | None, float | None]:
     """Check ``create_connection``'s arguments as asyncio does, before any
     network activity; return the loop, the TLS keywords and the delay."""
     if (
@@ -692,6 +806,8 @@ def _prepare(
         and 0 <= port <= 65535
         and resolver is concurrent_resolver
         and _typeof(family) is _typeof(proto) is _typeof(flags) is int
+        and delay is NOT_GIVEN
+        and happy_eyeballs_delay is NOT_GIVEN
         and (
             loop,
             ssl,
@@ -700,9 +816,7 @@ def _prepare(
             server_hostname,
             ssl_handshake_timeout,
             ssl_shutdown_timeout,
-            happy_eyeballs_delay,
             interleave,
-            delay,
         )
         == _ALL_NONE
     ):
@@ -736,19 +850,10 @@ def _prepare(
         return running, tls, 0.0
     if host is None and port is None:
         raise ValueError("host and port was not specified and no sock specified")
-    _check_target(host, port, family, proto, flags)
-    if delay is None and happy_eyeballs_delay is None:
-        chosen_delay = defaults.CONNECTION_ATTEMPT_DELAY
-    else:
-        chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
-    if interleave is not None:
-        _check_interleave(interleave)
-    if not callable(resolver):
-        raise TypeError(f"resolver must be callable, got {resolver!r}")
-    if local_addr is not None and (
-        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
-    ):
-        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    chosen_delay = _check_connection_keywords(
+        host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
+        interleave, delay, resolver,
+    )  # fmt: skip
     return running, tls, chosen_delay
 
 
@@ -767,11 +872,11 @@ async def create_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
-    happy_eyeballs_delay: float | None = None,
+    happy_eyeballs_delay: Delay = NOT_GIVEN,
     interleave: int | None = None,
     all_errors: bool = False,
     local_addrs: LocalAddrs | None = None,
-    delay: float | None = None,
+    delay: Delay = NOT_GIVEN,
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
@@ -792,31 +897,25 @@ async def create_connection(
         port: Port number, numeric string or service name.
         loop: Accepted for old code; must be the running loop.
         ssl: An :class:`ssl.SSLContext`, or true for a default context.
-        family: ``socket.AF_INET`` or ``socket.AF_INET6`` to use only that
-            family; 0 for both.
-        proto: Socket protocol.
-        flags: ``getaddrinfo`` flags.
+        family: See :func:`create_connected_sock`.
+        proto: See :func:`create_connected_sock`.
+        flags: See :func:`create_connected_sock`.
         sock: An already-connected socket: no Happy Eyeballs, the socket is
             handed to the loop as is. Excludes *host* and *port*.
-        local_addr: A ``(host, port)`` pair to bind to, resolved if needed;
-            one more local address next to *local_addrs*.
+        local_addr: See :func:`create_connected_sock`.
         server_hostname: The name to check the server's certificate
             against; defaults to *host*. Only with *ssl*.
         ssl_handshake_timeout: Seconds to wait for the TLS handshake.
         ssl_shutdown_timeout: Seconds to wait for the TLS shutdown.
-        happy_eyeballs_delay: asyncio's name for *delay*.
-        interleave: The First Address Family Count (RFC 8305 §4), at
-            least 1; passed to the resolver as ``first_addr_family_count``.
-        all_errors: asyncio's name for *raise_exc_group*.
-        local_addrs: Already-resolved local addresses to bind to (see
-            :func:`create_connected_sock`).
-        delay: The Connection Attempt Delay in seconds (RFC 8305 §5);
-            defaults to :data:`async_stagger.defaults.CONNECTION_ATTEMPT_DELAY`.
-        resolver: The resolver (see :func:`create_connected_sock`).
-        raise_exc_group: When every attempt fails, raise an
-            :class:`ExceptionGroup` of every attempt's and lookup's error.
-        trace: Called with a :class:`~async_stagger.TraceEvent` per step,
-            including each attempt's TLS handshake.
+        happy_eyeballs_delay: See :func:`create_connected_sock`.
+        interleave: See :func:`create_connected_sock`.
+        all_errors: See :func:`create_connected_sock`.
+        local_addrs: See :func:`create_connected_sock`.
+        delay: See :func:`create_connected_sock`.
+        resolver: See :func:`create_connected_sock`.
+        raise_exc_group: See :func:`create_connected_sock`.
+        trace: See :func:`create_connected_sock`; here each attempt's TLS
+            handshake is traced too.
         race_tls: With *ssl*: an attempt succeeds only once its TLS
             handshake completes, so an address that accepts TCP but stalls
             TLS cannot win (Happy Eyeballs v3); each handshake gets its own
@@ -829,18 +928,20 @@ async def create_connection(
 
     Raises:
         OSError: Every attempt failed (see :func:`create_connected_sock`).
-        socket.gaierror: The host name could not be resolved.
+        socket.gaierror: The host name could not be resolved, or is empty
+            (as asyncio's ``getaddrinfo`` call fails for it).
         ExceptionGroup: Every attempt failed, with *raise_exc_group* or
             *all_errors*.
         ssl.SSLError: The TLS handshake failed (every attempt's, in a TLS
             race).
         ValueError: Arguments that asyncio rejects (*server_hostname*
-            without *ssl*, *sock* together with *host*), empty *host*,
-            negative or NaN delays, *interleave* < 1.
-        OverflowError: *port* is an int outside 0-65535, as ``socket``
-            (and so asyncio) raises.
+            without *ssl*, *sock* together with *host*), negative or NaN
+            delays, a negative *interleave*.
+        OverflowError: *port* is an int or a numeric string outside 0-65535,
+            as asyncio raises.
         TypeError: An argument of the wrong type, *ssl* with an
-            :class:`ssl.SSLSocket` as *sock*.
+            :class:`ssl.SSLSocket` as *sock*; see also
+            :func:`create_connected_sock`.
         RuntimeError: *loop* is not the running event loop.
 
     .. versionadded:: 1.0
@@ -895,9 +996,13 @@ async def _create_connection(
     the caller and the socket's ``connect`` is paid for again each time the
     connection waits.
     """
-    if trace is not None:
+    if trace is not None or (
+        # The "async_stagger" logger gets the events when it is enabled for
+        # DEBUG: one check per connection when it is not.
+        LOGGER.isEnabledFor(logging.DEBUG) and not tracing_active()
+    ):
         # Connect as an untraced call would, inside the tracing block.
-        with tracing(trace):
+        with tracing(_logged(trace) if LOGGER.isEnabledFor(logging.DEBUG) else trace):
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
@@ -926,23 +1031,31 @@ async def _create_connection(
             # The default resolver, past its own argument checks: ours have
             # checked the same values (going through its public signature
             # costs 1.6 % of a literal connection's instructions).
-            remote = _resolve_checked(
-                host, port, family, _SOCK_STREAM, proto, flags,
-                first_addr_family_count=(
-                    defaults.FIRST_ADDRESS_FAMILY_COUNT
-                    if first_addr_family_count is None
-                    else first_addr_family_count
-                ),
-                raise_exc_group=raise_exc_group,
-            )  # fmt: skip
+            if first_addr_family_count is None:
+                remote = _resolve_checked(
+                    host, port, family, _SOCK_STREAM, proto, flags,
+                    raise_exc_group=raise_exc_group,
+                )  # fmt: skip
+            else:
+                remote = _resolve_checked(
+                    host, port, family, _SOCK_STREAM, proto, flags,
+                    first_addr_family_count=first_addr_family_count,
+                    raise_exc_group=raise_exc_group,
+                    # asyncio's interleave=0: the order as getaddrinfo gave
+                    # it, neither sorted nor interleaved.
+                    sorter=_sort_addresses if first_addr_family_count else None,
+                )  # fmt: skip
         else:
-            # Only the options asked for: every resolver takes the rest, so
-            # custom resolvers written for async_stagger 0.4 keep working.
+            # The keywords of the 0.4 resolver contract, and of the others
+            # only those asked for and declared by the resolver, so custom
+            # resolvers written for async_stagger 0.4 keep working.
             options: dict[str, Any] = {}
-            if first_addr_family_count is not None:
-                options["first_addr_family_count"] = first_addr_family_count
-            if raise_exc_group:
-                options["raise_exc_group"] = True
+            if first_addr_family_count or raise_exc_group:
+                taken = extra_keywords_taken(resolver)
+                if first_addr_family_count and "first_addr_family_count" in taken:
+                    options["first_addr_family_count"] = first_addr_family_count
+                if raise_exc_group and "raise_exc_group" in taken:
+                    options["raise_exc_group"] = True
             remote = resolver(
                 host,
                 port,
@@ -1038,11 +1151,11 @@ async def open_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
-    happy_eyeballs_delay: float | None = None,
+    happy_eyeballs_delay: Delay = NOT_GIVEN,
     interleave: int | None = None,
     all_errors: bool = False,
     local_addrs: LocalAddrs | None = None,
-    delay: float | None = None,
+    delay: Delay = NOT_GIVEN,
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
@@ -1058,19 +1171,19 @@ async def open_connection(
             :class:`~asyncio.StreamReader`.
         loop: Accepted for old code; must be the running loop.
         ssl: See :func:`create_connection`.
-        family: See :func:`create_connection`.
-        proto: See :func:`create_connection`.
-        flags: See :func:`create_connection`.
+        family: See :func:`create_connected_sock`.
+        proto: See :func:`create_connected_sock`.
+        flags: See :func:`create_connected_sock`.
         sock: See :func:`create_connection`.
-        local_addr: See :func:`create_connection`.
+        local_addr: See :func:`create_connected_sock`.
         server_hostname: See :func:`create_connection`.
         ssl_handshake_timeout: See :func:`create_connection`.
         ssl_shutdown_timeout: See :func:`create_connection`.
-        happy_eyeballs_delay: See :func:`create_connection`.
-        interleave: See :func:`create_connection`.
-        all_errors: See :func:`create_connection`.
+        happy_eyeballs_delay: See :func:`create_connected_sock`.
+        interleave: See :func:`create_connected_sock`.
+        all_errors: See :func:`create_connected_sock`.
         local_addrs: See :func:`create_connected_sock`.
-        delay: See :func:`create_connection`.
+        delay: See :func:`create_connected_sock`.
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
@@ -1087,6 +1200,7 @@ async def open_connection(
             *all_errors*.
         ssl.SSLError: The TLS handshake failed.
         ValueError: Bad arguments (see :func:`create_connection`).
+        OverflowError: *port* is out of range (see :func:`create_connection`).
         TypeError: Bad arguments (see :func:`create_connection`).
         RuntimeError: *loop* is not the running event loop.
 

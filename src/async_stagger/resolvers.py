@@ -75,6 +75,7 @@ from collections.abc import (
 from typing import Any, TypeAlias, cast
 
 from ._checks import check_port, check_seconds
+from ._tasks import wait_until_done
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from .trace import emit, tracing_active
@@ -254,6 +255,9 @@ class _DirectAnswer:
     """
 
     __slots__ = ("_arguments", "_left")
+
+    # The race may believe __length_hint__: it is exact, not a guess.
+    _exact_length_hint = True
 
     def __init__(
         self, arguments: tuple[Any, ...] | None, left: list[AddrInfo] | None
@@ -638,26 +642,8 @@ async def shared_getaddrinfo(
     except asyncio.CancelledError:
         abandoned = shared.leave()
         if abandoned is not None:
-            await _wait_until_done([abandoned])
+            await wait_until_done([abandoned])
         raise
-
-
-async def _wait_until_done(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    """Wait for *tasks* to finish, even if cancelled meanwhile (then re-raise
-    the cancellation at the end), and mark their exceptions retrieved."""
-    pending = [task for task in tasks if not task.done()]
-    cancelled: asyncio.CancelledError | None = None
-    while pending:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-        pending = [task for task in pending if not task.done()]
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()
-    if cancelled is not None:
-        raise cancelled
 
 
 # -- one lookup, with its trace events ----------------------------------------------
@@ -863,12 +849,20 @@ def _order(
             return list(infos)  # one family: nothing to sort or interleave
     if sorter is not None:
         infos = sorter(infos)
+    if not first_addr_family_count:
+        # asyncio's interleave=0, from the connection functions: keep the
+        # order as it is.
+        return list(infos)
     return interleave(infos, first_addr_family_count, already_yielded=already_yielded)
 
 
 def _no_addresses(host: Host) -> socket.gaierror:
+    # async_stagger 0.4 raised OSError("getaddrinfo(...) returned empty
+    # list"), and asyncio raises the same words: code matches on them.
     return socket.gaierror(
-        socket.EAI_NONAME, f"no addresses found for host {_host_text(host)!r}"
+        socket.EAI_NONAME,
+        f"getaddrinfo({_host_text(host)!r}) returned empty list:"
+        f" no addresses found for host {_host_text(host)!r}",
     )
 
 
@@ -933,10 +927,9 @@ def basic_resolver(
         TypeError: an argument has the wrong type (raised by the call).
         ValueError: *first_addr_family_count* is below 1 (raised by the
             call).
-        OverflowError: *port* is an int outside 0-65535 (raised by the
-            call).
-        socket.gaierror: *port* is a numeric string outside 0-65535, or
-            *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
+        OverflowError: *port* is an int or a numeric string outside
+            0-65535 (raised by the call).
+        socket.gaierror: *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
             (raised by the call); or, during iteration, the lookup failed or found
             nothing.
 
@@ -1058,10 +1051,9 @@ def concurrent_resolver(
         TypeError: an argument has the wrong type (raised by the call).
         ValueError: *first_addr_family_count* is below 1 or
             *resolution_delay* negative or NaN (raised by the call).
-        OverflowError: *port* is an int outside 0-65535 (raised by the
-            call).
-        socket.gaierror: *port* is a numeric string outside 0-65535, or
-            *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
+        OverflowError: *port* is an int or a numeric string outside
+            0-65535 (raised by the call).
+        socket.gaierror: *family* is not ``AF_UNSPEC``, ``AF_INET`` or ``AF_INET6``
             (raised by the call); or, during iteration, both lookups failed or found
             nothing: the message names the host and both causes.
         ExceptionGroup: both lookups failed and *raise_exc_group* is true.
@@ -1278,7 +1270,7 @@ async def _concurrent(
         running = [future for future in stopping if future is not None]
         for future in running:
             if not future.done():
-                await _wait_until_done(running)
+                await wait_until_done(running)
                 break
             # The usual case: the lookup is over. Nothing to wait for.
             if not future.cancelled():

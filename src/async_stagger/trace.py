@@ -8,26 +8,41 @@ report to it without every layer threading an extra argument through, and
 custom resolvers keep the async_stagger 0.4 signature.
 
 When nobody listens the cost is one context variable lookup per event.
+
+The events also go to the ``async_stagger`` logger (:data:`LOGGER`), one
+line of text per event at ``DEBUG`` (the command-line tracer's words), when
+that logger is enabled for ``DEBUG``; when it is not, a connection pays one
+``isEnabledFor`` check. :class:`LogTrace` is the same as a ``trace=``
+callback for a logger of your choice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._describe import describe_event
+
 __all__ = [
+    "LOGGER",
     "EventKind",
+    "LogTrace",
     "TraceCallback",
     "TraceEvent",
     "emit",
     "tracing",
     "tracing_active",
 ]
+
+#: The library's logger, ``logging.getLogger("async_stagger")``, as in
+#: async_stagger 0.4. Enabled for ``DEBUG``, it gets every trace event.
+LOGGER: logging.Logger = logging.getLogger("async_stagger")
 
 #: What happened. In the order they usually occur:
 #:
@@ -128,3 +143,53 @@ def tracing(callback: TraceCallback | None) -> Iterator[None]:
         yield
     finally:
         _current_trace.reset(token)
+
+
+class LogTrace:
+    """A ``trace=`` callback that logs each event as one line of text, in the
+    words of the command-line tracer (``attempt #0 to 192.0.2.1:443
+    started``). The event itself is attached to the log record as its
+    ``trace_event`` attribute.
+
+    Args:
+        logger: The logger, or the name of one; by default :data:`LOGGER`.
+        level: The level to log at.
+
+    .. versionadded:: 1.0
+    """
+
+    __slots__ = ("level", "logger")
+
+    def __init__(
+        self, logger: logging.Logger | str = LOGGER, level: int = logging.DEBUG
+    ) -> None:
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.level = level
+
+    def __call__(self, event: TraceEvent) -> None:
+        """Log *event*, if the logger is enabled for the level."""
+        if self.logger.isEnabledFor(self.level):
+            self.logger.log(
+                self.level,
+                "%s",
+                describe_event(event),
+                extra={"trace_event": event},
+            )
+
+    def __repr__(self) -> str:
+        return f"LogTrace({self.logger.name!r}, {logging.getLevelName(self.level)})"
+
+
+_log_event = LogTrace()
+
+
+def _logged(trace: TraceCallback | None) -> TraceCallback:
+    """*trace*, and the events also logged to :data:`LOGGER`."""
+    if trace is None:
+        return _log_event
+
+    def both(event: TraceEvent) -> None:
+        trace(event)
+        _log_event(event)
+
+    return both
