@@ -18,10 +18,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from async_stagger.connection import create_connection, open_connection
 from async_stagger.trace import TraceEvent
+from conftest import run_on_loop
 from lab import Endpoint, Lab
+from loops import FLAVOURS
 from test_connection import assert_sockets_back_to, open_fds, round_trip
 
 HOST = "service.lab.test"  # in the lab certificate's names, never looked up
@@ -468,3 +472,85 @@ async def test_race_tls_must_be_a_bool() -> None:
         await open_connection("127.0.0.1", 1, ssl=True, race_tls="no")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="race_tls"):
         await create_connection(asyncio.Protocol, "127.0.0.1", 1, race_tls=None)  # type: ignore[arg-type]
+
+
+# -- randomized: any mix of addresses, cut at any moment
+
+KINDS = ("working", "silent", "hung", "untrusted", "refusing")
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    order=st.lists(st.sampled_from(KINDS), min_size=1, max_size=4),
+    delay=st.sampled_from([0.001, 0.005, 0.02, None]),
+    cancel_at=st.none() | st.floats(min_value=0, max_value=0.04),
+)
+def test_random_tls_races_cut_at_random_moments_leave_nothing(
+    lab: Lab, other_lab: Lab, order: list[str], delay: float | None, cancel_at: Any
+) -> None:
+    # Every flavour per example. Invariants however the race ends: at most
+    # one protocol made, the connection works if one was returned, every
+    # socket closed (the conftest's run also fails on a task left pending or
+    # on anything reported to the loop's exception handler).
+    endpoints = random_lab_endpoints(lab, other_lab)
+    context = lab.client_ssl_context()
+    race = [endpoints[kind] for kind in order]
+    for flavour in FLAVOURS:
+        run_on_loop(random_tls_race(race, delay, cancel_at, context), flavour)
+
+
+def random_lab_endpoints(lab: Lab, other_lab: Lab) -> dict[str, Endpoint]:
+    """One endpoint of each kind, made once per lab (hypothesis runs every
+    example of a test with the same fixtures)."""
+    endpoints: dict[str, Endpoint] | None = getattr(lab, "random_endpoints", None)
+    if endpoints is None:
+        endpoints = {
+            "working": lab.working("127.0.0.5", tls=True, greeting=GREETING),
+            "silent": lab.working("127.0.0.6", tls=True, after_greeting="hold"),
+            "hung": lab.hung_tls("127.0.0.4"),
+            "untrusted": other_lab.working("127.0.0.7", tls=True),
+            "refusing": lab.refusing("127.0.0.8"),
+        }
+        lab.random_endpoints = endpoints  # type: ignore[attr-defined]
+    return endpoints
+
+
+async def random_tls_race(
+    endpoints: list[Endpoint],
+    delay: float | None,
+    cancel_at: float | None,
+    context: ssl.SSLContext,
+) -> None:
+    before = open_fds()
+    made: list[Recorder] = []
+
+    def factory() -> Recorder:
+        made.append(Recorder())
+        return made[-1]
+
+    connected: tuple[Any, Any] | None = None
+    try:
+        async with asyncio.timeout(cancel_at if cancel_at is not None else 5):
+            connected = await create_connection(
+                factory,
+                HOST,
+                endpoints[0].port,
+                ssl=context,
+                delay=delay,
+                ssl_handshake_timeout=0.5,
+                resolver=answers(*endpoints),
+            )
+    except (TimeoutError, OSError):
+        pass
+    assert len(made) <= 1
+    if connected is not None:
+        transport, protocol = connected
+        assert made == [protocol]
+        assert transport.get_extra_info("peername")[0] in ("127.0.0.5", "127.0.0.6")
+        transport.abort()
+        await asyncio.wait_for(protocol.lost, 5)
+    await assert_sockets_back_to(before)
