@@ -61,7 +61,7 @@ from functools import partial
 from typing import Any, Final, TypeAlias
 
 from . import defaults
-from ._checks import check_port, check_seconds
+from ._checks import check_host, check_port, check_seconds
 from ._resolver_keywords import extra_keywords_taken
 from ._tls_attempt import Handshake, TLSRace
 from .address_order import sort_addresses as _sort_addresses
@@ -133,29 +133,15 @@ _ALL_NONE = (None,) * 8
 # -- checking arguments ---------------------------------------------------------
 
 
-def _check_host(host: object) -> None:
-    if host is None:
-        return
-    if not isinstance(host, str | bytes):
-        raise TypeError(
-            f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
-        )
-    if not host:
-        # asyncio hands an empty host to getaddrinfo, which fails with
-        # EAI_NONAME: the same error, without the lookup.
-        raise socket.gaierror(
-            socket.EAI_NONAME, f"host must not be empty, got {host!r}"
-        )
-
-
 def _check_target(
     host: object, port: object, family: object, proto: object, flags: object
 ) -> None:
     """Check the arguments every connection function takes."""
     # The common case (a str host, an int port, int options) costs four
-    # type comparisons; anything else gets the full, explanatory checks.
-    if type(host) is not str or not host:
-        _check_host(host)
+    # type comparisons and a NUL search; anything else gets the full,
+    # explanatory checks.
+    if type(host) is not str or not host or "\0" in host:
+        check_host(host, allow_empty=False)
     if type(port) is not int or not 0 <= port <= 65535:
         check_port(port)
     if type(family) is not int:
@@ -802,6 +788,7 @@ def _prepare(
         # comparisons; anything else goes through the full checks.
         _typeof(host) is str
         and host
+        and "\0" not in host
         and _typeof(port) is int
         and 0 <= port <= 65535
         and resolver is concurrent_resolver
@@ -1106,7 +1093,7 @@ async def _create_connection(
         try:
             return await loop.create_connection(protocol_factory, sock=winner)
         except BaseException as exc:
-            winner.close()
+            _let_go_of_handed_over(loop, winner)
             emit("connection_failed", error=exc)
             raise
     # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
@@ -1118,14 +1105,43 @@ async def _create_connection(
             protocol_factory, sock=winner, **tls
         )
     except BaseException as exc:
-        # The transport closes the socket it was given when the handshake
-        # fails; close it here too in case the loop failed before making one.
-        winner.close()
+        _let_go_of_handed_over(loop, winner)
         emit("tls_failed", address=peer, error=exc)
         emit("connection_failed", error=exc)
         raise
     emit("tls_succeeded", address=peer)
     return transport, protocol
+
+
+def _let_go_of_handed_over(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket
+) -> None:
+    """Clean up after ``loop.create_connection(sock=sock)`` failed or was
+    cancelled.
+
+    The rule: once a socket has been handed to a transport, only the
+    transport closes it (we abort the transport); we close the socket
+    ourselves only while no transport exists. A cancellation just after a
+    TLS handshake makes asyncio's ``create_connection`` call ``close()`` on
+    its SSL transport, which starts a TLS shutdown (up to
+    ``ssl_shutdown_timeout``, 30 s) with the socket still registered on the
+    loop; closing the socket under it freed its descriptor number, and the
+    next socket given that number failed with "File descriptor N is used by
+    transport". Aborting ends that transport at once and lets it close its
+    own socket.
+    """
+    if sock.fileno() == -1:
+        return  # the transport has closed it already
+    # asyncio's selector loops keep every live transport by descriptor
+    # (``_transports``, which their ``add_reader`` checks); another loop
+    # (uvloop, the proactor) has no such table and, when its
+    # create_connection fails, leaves the socket to the caller.
+    transports = getattr(loop, "_transports", None)
+    transport = transports.get(sock.fileno()) if transports is not None else None
+    if transport is not None and getattr(transport, "_sock", None) is sock:
+        transport.abort()  # it closes the socket itself, in its next step
+    else:
+        sock.close()
 
 
 def _peer(sock: socket.socket) -> tuple[Any, ...] | None:

@@ -41,18 +41,23 @@ and re-interleaved; an address is never handed out twice.
 
 What never waits
 ----------------
-IP literals (``"192.0.2.1"``, ``"2001:db8::1"``, ``"fe80::1%eth0"``) and
-``host=None`` need no name service: they are answered directly, without the
-executor, like asyncio's own fast path, by a plain async iterator rather than
-a generator (no frame, no finalizer hooks), which also tells the race how many
-addresses are left, so a single address costs no delay timer.
+IP literals (``"192.0.2.1"``, ``"2001:db8::1"``, ``"fe80::1%eth0"``),
+localhost names (``"localhost"``, ``"app.localhost"``: the loopback
+addresses, RFC 6761 §6.3) and ``host=None`` need no name service: they are
+answered directly, without the executor, like asyncio's own fast path, by a
+plain async iterator rather than a generator (no frame, no finalizer hooks),
+which also tells the race how many addresses are left, so a single address
+costs no delay timer.
 
-Executor load
--------------
-Two lookups per connection would double the work of the loop's default
-executor, where ``loop.getaddrinfo`` runs. Identical lookups that are in
-flight at the same time are therefore shared: a burst of connections to the
-same host costs two executor jobs, not two per connection.
+Threads
+-------
+The system's ``getaddrinfo`` blocks, so it runs on threads: the library's
+own daemon threads, not the loop's default executor, because a lookup
+abandoned once the race is won must not hold up the end of the program (see
+:mod:`async_stagger._lookup_threads`). Two lookups per connection would
+double that work; identical lookups that are in flight at the same time are
+therefore shared: a burst of connections to the same host costs two lookups,
+not two per connection.
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ from collections.abc import (
 )
 from typing import Any, TypeAlias, cast
 
-from ._checks import check_port, check_seconds
+from ._checks import check_host, check_port, check_seconds
+from ._lookup_threads import getaddrinfo_in_daemon_thread
 from ._tasks import wait_until_done
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
@@ -107,13 +113,6 @@ SortAddresses: TypeAlias = Callable[[list[AddrInfo]], list[AddrInfo]]
 
 
 # -- argument checks -----------------------------------------------------------
-
-
-def _check_host(host: object) -> None:
-    if host is not None and not isinstance(host, str | bytes):
-        raise TypeError(
-            f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
-        )
 
 
 def _check_lookup_arguments(
@@ -179,7 +178,7 @@ def _check_resolver_arguments(
 ) -> tuple[int, SortAddresses | None]:
     """Check the arguments both resolvers take; return the family count and
     the sorter."""
-    _check_host(host)
+    check_host(host)
     check_port(port)
     _check_lookup_arguments(family, type, proto, flags)
     count = _check_first_addr_family_count(first_addr_family_count)
@@ -298,16 +297,19 @@ class _DirectAnswer:
             host, text, port, family, type, proto, flags, sorter,
             first_addr_family_count,
         ) = self._arguments  # fmt: skip
-        # As bytes: a str host goes through the (pure Python, slow) idna
-        # codec first, pointless for a literal already known to be ASCII.
-        infos: list[AddrInfo] = socket.getaddrinfo(  # type: ignore[assignment]
-            None if text is None else text.encode("ascii"),
-            port,
-            family,
-            type,
-            proto,
-            flags if text is None else flags | _AI_NUMERICHOST,
-        )
+        if text is _LOCALHOST:
+            infos = _loopback_answer(port, family, type, proto, flags)
+        else:
+            # As bytes: a str host goes through the (pure Python, slow) idna
+            # codec first, pointless for a literal already known to be ASCII.
+            infos = socket.getaddrinfo(  # type: ignore[assignment]
+                None if text is None else text.encode("ascii"),
+                port,
+                family,
+                type,
+                proto,
+                flags if text is None else flags | _AI_NUMERICHOST,
+            )
         _emit_direct_answer(host, infos)
         if len(infos) > 1:
             infos = _order(
@@ -322,6 +324,45 @@ class _DirectAnswer:
         return infos
 
 
+# Stands for "a localhost name" where _DirectAnswer keeps the literal.
+_LOCALHOST = "localhost"
+
+
+def _is_localhost_name(name: str) -> bool:
+    """Whether *name* is ``localhost`` or a name under it (RFC 6761 §6.3),
+    in any case, with or without the root's trailing dot."""
+    if name.endswith("."):
+        name = name[:-1]
+    if name[-9:].lower() != "localhost":
+        return False  # the common case, any other name
+    name = name.lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _loopback_answer(
+    port: Port, family: int, type: int, proto: int, flags: int
+) -> list[AddrInfo]:
+    """The answer for a localhost name: the loopback addresses, IPv6 first.
+
+    RFC 6761 §6.3: localhost names are the loopback addresses and are never
+    sent to DNS. The system's getaddrinfo honours that only through its
+    hosts file: without a ``::1 localhost`` line our separate IPv6 lookup
+    (or, with no line at all, any lookup) is sent to the DNS server. So,
+    like browsers (Chrome and Firefox answer localhost names from the
+    loopback addresses), and unlike asyncio (which passes them to
+    getaddrinfo), they are answered here without any lookup, from both
+    loopback addresses whatever the hosts file says; an IPv6 attempt on a
+    host without IPv6 fails at once, and Happy Eyeballs moves on to IPv4.
+    """
+    infos: list[AddrInfo] = []
+    for literal, literal_family in ((b"::1", _AF_INET6), (b"127.0.0.1", _AF_INET)):
+        if family in (0, literal_family):
+            infos += socket.getaddrinfo(
+                literal, port, literal_family, type, proto, flags | _AI_NUMERICHOST
+            )
+    return infos
+
+
 def _direct_answer(
     host: Host,
     port: Port,
@@ -332,7 +373,8 @@ def _direct_answer(
     sorter: SortAddresses | None,
     first_addr_family_count: int,
 ) -> _DirectAnswer | None:
-    """The answer for an IP literal or ``host=None``; None for a name.
+    """The answer for an IP literal, a localhost name (RFC 6761 §6.3, see
+    :func:`_loopback_answer`) or ``host=None``; None for any other name.
 
     ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
     and it does everything exactly as the system would: zone names to scope
@@ -352,7 +394,9 @@ def _direct_answer(
             return None
         literal_family = _literal_family(text)
         if not literal_family:
-            return None
+            if not _is_localhost_name(text):
+                return None
+            text = _LOCALHOST
         if (
             literal_family == _AF_INET
             and type == _SOCK_STREAM
@@ -478,30 +522,29 @@ def _forget(
         del table[key]
 
 
-def _loop_queues_lookups(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether *loop*'s own ``getaddrinfo`` runs only a couple of lookups at
-    a time (uvloop's, in libuv's small thread pool).
+# asyncio's own loop.getaddrinfo, for telling it from a replacement.
+_BASE_GETADDRINFO = asyncio.BaseEventLoop.getaddrinfo
 
-    uvloop's getaddrinfo runs in libuv's thread pool, which allows only two
-    lookups at a time: one unanswered AAAA query (RFC 8305 §3 exists because
-    they happen) would hold up every other host's lookups until glibc gives
-    up on it. The loop's default executor, which asyncio's own
-    loop.getaddrinfo uses, has no such limit.
+
+def _loop_has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether *loop*'s ``getaddrinfo`` is its class's own, asyncio's or
+    uvloop's: the system's ``getaddrinfo`` in a thread, which our daemon
+    threads do better (see :mod:`async_stagger._lookup_threads`).
+
+    asyncio's runs in the loop's default executor, which ``asyncio.run``
+    waits for at shutdown: one lookup abandoned after the race was won (a
+    lost AAAA answer) held up the program's end by the resolver's timeout.
+    uvloop's runs in libuv's small thread pool, where one unanswered AAAA
+    query would hold up every other host's lookups until glibc gives up on
+    it. A ``getaddrinfo`` a program or a test put on the loop, or a loop
+    class of its own, is called as it is.
     """
-    return (
-        type(loop).__module__.partition(".")[0] == "uvloop"
-        # Its own method, not one a program (or a test) put on the instance.
-        and "getaddrinfo" not in getattr(loop, "__dict__", ())
-    )
-
-
-def _blocking_getaddrinfo(
-    host: Host, port: Port, family: int, type: int, proto: int, flags: int
-) -> list[AddrInfo]:
-    infos: list[AddrInfo] = socket.getaddrinfo(  # type: ignore[assignment]
-        host, port, family, type, proto, flags
-    )
-    return infos
+    # Not by looking in loop.__dict__ (see connection._connects_directly).
+    lookup = getattr(loop.getaddrinfo, "__func__", None)
+    if lookup is _BASE_GETADDRINFO:
+        return True
+    uvloop = sys.modules.get("uvloop.loop")  # imported if this is its loop
+    return uvloop is not None and lookup is getattr(uvloop.Loop, "getaddrinfo", 0)
 
 
 def _join_shared_lookup(
@@ -585,9 +628,12 @@ async def _run_lookup(
                     host, port, family=family, type=type, proto=proto, flags=flags
                 )
             )
-        elif _loop_queues_lookups(loop):
-            infos = await loop.run_in_executor(
-                None, _blocking_getaddrinfo, host, port, family, type, proto, flags
+        elif _loop_has_stock_getaddrinfo(loop):
+            infos = cast(
+                list[AddrInfo],
+                await getaddrinfo_in_daemon_thread(
+                    host, port, family, type, proto, flags
+                ),
             )
         else:
             infos = list(
@@ -908,8 +954,10 @@ def basic_resolver(
             :func:`concurrent_resolver`; with one lookup the error is raised
             as it is.
         getaddrinfo_async: The asynchronous ``getaddrinfo`` to use; ``None``
-            means the running loop's ``loop.getaddrinfo`` (identical lookups
-            in flight are shared).
+            means the system's, as the running loop's ``loop.getaddrinfo``
+            would call it but on the library's own daemon threads (a
+            ``getaddrinfo`` a program put on the loop, or a loop class's
+            own, is called instead); identical lookups in flight are shared.
         sort: ``True`` to order by RFC 6724
             (:func:`~async_stagger.address_order.sort_addresses`), ``False``
             to keep ``getaddrinfo``'s order, or a callable ordering a list
@@ -1033,8 +1081,10 @@ def concurrent_resolver(
             ``ExceptionGroup`` of the two errors instead of one
             ``socket.gaierror``.
         getaddrinfo_async: The asynchronous ``getaddrinfo`` to use; ``None``
-            means the running loop's ``loop.getaddrinfo`` (identical lookups
-            in flight are shared).
+            means the system's, as the running loop's ``loop.getaddrinfo``
+            would call it but on the library's own daemon threads (a
+            ``getaddrinfo`` a program put on the loop, or a loop class's
+            own, is called instead); identical lookups in flight are shared.
         sort: ``True`` to order by RFC 6724
             (:func:`~async_stagger.address_order.sort_addresses`), ``False``
             to keep each family's ``getaddrinfo`` order, or a callable
@@ -1067,6 +1117,7 @@ def concurrent_resolver(
         # The common call, from the connection functions, checked in a few
         # comparisons; anything else gets the full, explanatory checks.
         builtins.type(host) is str
+        and "\0" not in host
         and builtins.type(port) is int
         and 0 <= port <= 65535
         and builtins.type(family) is int
