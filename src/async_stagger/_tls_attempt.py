@@ -257,7 +257,7 @@ class TLSRace:
             if handshake is not winner and handshake.transport is not None:
                 handshake.transport.abort()
 
-    def hand_over(
+    async def hand_over(
         self,
         winner: Handshake,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
@@ -265,9 +265,16 @@ class TLSRace:
         """Give the winner's transport the caller's protocol, made now."""
         transport = winner.transport
         assert transport is not None
+        task = asyncio.current_task(self.loop)
+        asked = task.cancelling() if task is not None else 0
         try:
             protocol = protocol_factory()
             winner.hand_over(protocol)
+            if task is not None and task.cancelling() > asked:
+                # Cancelled from the protocol's connection_made: asyncio's
+                # create_connection awaits once more after that call, so the
+                # cancellation ends it; so it does here.
+                await asyncio.sleep(0)
         except BaseException:
             transport.abort()
             raise

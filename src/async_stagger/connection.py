@@ -1085,7 +1085,7 @@ async def _create_connection(
         return winner
     if tls_race is not None:
         try:
-            return tls_race.hand_over(winner, protocol_factory)
+            return await tls_race.hand_over(winner, protocol_factory)
         except BaseException as exc:
             emit("connection_failed", error=exc)
             raise
