@@ -39,9 +39,10 @@ registered with the loop, and the next socket given that number fails with
 ``File descriptor N is used by transport``.
 
 Left out: the draft also lets an attempt whose handshake is making progress
-hold off the next attempt's timer. Here the timer runs as for TCP; both
-handshakes continue and the first to finish wins, which costs one extra
-connection attempt at most and needs no view into the TLS state machine.
+hold off the next attempt's timer. Here the timer runs as for TCP; the
+handshakes in flight continue and the first to finish wins. A slow but
+progressing handshake may so see a next attempt it did not need, the price
+of needing no view into the TLS state machine.
 """
 
 from __future__ import annotations
