@@ -159,6 +159,11 @@ class Timeline:
             data["addresses"] = [list(a) for a in event.addresses]
         if event.error is not None:
             data["error"] = _error_json(event.error)
+        if event.synthesized_from is not None:
+            data["synthesized_from"] = list(event.synthesized_from)
+        if event.nat64_prefix is not None:
+            data["nat64_prefix"] = event.nat64_prefix
+            data["nat64_origin"] = event.nat64_origin
         return data
 
     def describe(self, event: TraceEvent) -> str:

@@ -65,6 +65,7 @@ from ._checks import check_host, check_port, check_seconds
 from ._resolver_keywords import extra_keywords_taken
 from ._tls_attempt import Handshake, TLSRace
 from .address_order import sort_addresses as _sort_addresses
+from .nat64 import Nat64Setting, check_setting
 from .race import _items_left, _race_on_loop
 from .resolvers import _resolve_checked, concurrent_resolver
 from .trace import LOGGER, TraceCallback, _logged, emit, tracing, tracing_active
@@ -672,6 +673,7 @@ async def create_connected_sock(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
 ) -> socket.socket:
     """Connect to *host* and *port* with Happy Eyeballs; return the socket.
 
@@ -724,6 +726,15 @@ async def create_connected_sock(
             instead of one :class:`OSError`.
         trace: Called with a :class:`~async_stagger.TraceEvent` for each step
             (lookups, attempts started, failed, won).
+        nat64: Where the host has no IPv4 route to an IPv4 literal or to a
+            name's IPv4 addresses (an IPv6-only network), reach them through
+            NAT64 (RFC 8305 §7): ``True`` (the default) discovers the
+            network's NAT64 prefix with an AAAA lookup of ``ipv4only.arpa``
+            (RFC 7050); ``False`` turns this off; an iterable of prefixes
+            (``["64:ff9b::/96"]``, for a network that announces its prefix
+            otherwise, e.g. in router advertisements, RFC 8781) uses those
+            without a lookup. Passed to a custom *resolver* only when not
+            ``True`` and its signature names it or takes ``**kwargs``.
 
     Returns:
         A connected, non-blocking :class:`socket.socket` with ``TCP_NODELAY``
@@ -742,10 +753,10 @@ async def create_connected_sock(
             that does not take ``first_addr_family_count``.
 
     .. versionadded:: 1.0
-       the *trace* argument; ``TCP_NODELAY`` is set on the socket; the
-       keywords of :meth:`asyncio.loop.create_connection` that concern the
-       TCP connection (*local_addr*, *happy_eyeballs_delay*, *interleave*,
-       *all_errors*).
+       the *trace* and *nat64* arguments; ``TCP_NODELAY`` is set on the
+       socket; the keywords of :meth:`asyncio.loop.create_connection` that
+       concern the TCP connection (*local_addr*, *happy_eyeballs_delay*,
+       *interleave*, *all_errors*).
     """
     chosen_delay = _check_connection_keywords(
         host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
@@ -755,7 +766,7 @@ async def create_connected_sock(
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
         local_addr, chosen_delay, resolver, raise_exc_group or all_errors,
-        interleave, None, trace, False,
+        interleave, None, trace, nat64,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -867,6 +878,7 @@ async def create_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
     race_tls: bool = True,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
@@ -903,6 +915,7 @@ async def create_connection(
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connected_sock`; here each attempt's TLS
             handshake is traced too.
+        nat64: See :func:`create_connected_sock`.
         race_tls: With *ssl*: an attempt succeeds only once its TLS
             handshake completes, so an address that accepts TCP but stalls
             TLS cannot win (Happy Eyeballs v3); each handshake gets its own
@@ -934,7 +947,7 @@ async def create_connection(
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
        *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*,
-       and *race_tls*: TLS handshakes are part of the race.
+       *nat64*, and *race_tls*: TLS handshakes are part of the race.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
@@ -949,7 +962,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, race_tls,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls,
     )  # fmt: skip
     return result
 
@@ -971,7 +984,8 @@ async def _create_connection(
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
-    race_tls: bool,
+    nat64: Nat64Setting = True,
+    race_tls: bool = False,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
@@ -983,6 +997,8 @@ async def _create_connection(
     the caller and the socket's ``connect`` is paid for again each time the
     connection waits.
     """
+    if nat64 is not True:
+        nat64 = check_setting(nat64)
     if trace is not None or (
         # The "async_stagger" logger gets the events when it is enabled for
         # DEBUG: one check per connection when it is not.
@@ -993,7 +1009,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None, race_tls,
+                first_addr_family_count, tls, None, nat64, race_tls,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -1022,6 +1038,7 @@ async def _create_connection(
                 remote = _resolve_checked(
                     host, port, family, _SOCK_STREAM, proto, flags,
                     raise_exc_group=raise_exc_group,
+                    nat64=nat64,
                 )  # fmt: skip
             else:
                 remote = _resolve_checked(
@@ -1031,18 +1048,21 @@ async def _create_connection(
                     # asyncio's interleave=0: the order as getaddrinfo gave
                     # it, neither sorted nor interleaved.
                     sorter=_sort_addresses if first_addr_family_count else None,
+                    nat64=nat64,
                 )  # fmt: skip
         else:
             # The keywords of the 0.4 resolver contract, and of the others
             # only those asked for and declared by the resolver, so custom
             # resolvers written for async_stagger 0.4 keep working.
             options: dict[str, Any] = {}
-            if first_addr_family_count or raise_exc_group:
+            if first_addr_family_count or raise_exc_group or nat64 is not True:
                 taken = extra_keywords_taken(resolver)
                 if first_addr_family_count and "first_addr_family_count" in taken:
                     options["first_addr_family_count"] = first_addr_family_count
                 if raise_exc_group and "raise_exc_group" in taken:
                     options["raise_exc_group"] = True
+                if nat64 is not True and "nat64" in taken:
+                    options["nat64"] = nat64
             remote = resolver(
                 host,
                 port,
@@ -1175,6 +1195,7 @@ async def open_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
     race_tls: bool = True,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
@@ -1203,6 +1224,7 @@ async def open_connection(
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
+        nat64: See :func:`create_connected_sock`.
         race_tls: See :func:`create_connection`. In a TLS race, bytes the
             server sends right after its handshake reach the reader.
 
@@ -1238,7 +1260,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, race_tls,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
