@@ -25,9 +25,15 @@ How a connection is made
    apart, or the next one at once when the latest fails (§5). The first
    socket to finish the TCP handshake wins; the others are cancelled and
    closed.
-4. With TLS, the handshake runs on the winning socket only, through
-   :meth:`asyncio.loop.create_connection` (§5: "the TCP race picks the
-   winner"), so asyncio's own transports and TLS code are used unchanged.
+4. With TLS, each attempt runs its TLS handshake as soon as its TCP
+   connection is up, and an attempt succeeds only when its handshake
+   completes (Happy Eyeballs v3: with TLS over TCP, wait for the TLS
+   handshake before cancelling other attempts; see ``_tls_attempt``), so
+   an address that accepts TCP but stalls TLS cannot win. The handshakes
+   run through :meth:`asyncio.loop.create_connection`, so the loop's own
+   transports and TLS code are used unchanged. With ``race_tls=False`` the
+   TCP race picks the winner and TLS runs on it alone (RFC 8305 §5, and
+   what asyncio does).
 
 Every socket an attempt creates is recorded until it is either returned to
 the caller or closed. The race may drop a winner it found just as the caller
@@ -58,6 +64,7 @@ from . import defaults
 from . import history as _history
 from ._checks import check_host, check_port, check_seconds
 from ._resolver_keywords import extra_keywords_taken
+from ._tls_attempt import Handshake, TLSRace
 from .address_order import find_source_address
 from .address_order import sort_addresses as _sort_addresses
 from .history import (
@@ -191,6 +198,14 @@ def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
     raise RuntimeError(
         f"loop {loop!r} is not the running event loop {running!r}; pass None"
     )
+
+
+def _check_race_tls(race_tls: object) -> None:
+    if race_tls is not False:
+        raise TypeError(
+            "race_tls must be True or False,"
+            f" got {type(race_tls).__name__} {race_tls!r}"
+        )
 
 
 def _check_ssl(ssl: object) -> None:
@@ -328,6 +343,10 @@ class _Attempts:
     # (a resolver's hint only when that one is exact too: _items_left).
     _exact_length_hint = True
 
+    # Set in a TLS-aware race (_TLSAttempts): the TLS handshake each attempt
+    # also does. A class attribute here, so the plain path stores nothing.
+    tls: TLSRace | None = None
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -369,7 +388,7 @@ class _Attempts:
         self.measured: set[int] = set()
         # The history's network key of each attempt, once looked up.
         self.sources: dict[int, str | None] = {}
-        self.connected_at = 0.0
+        self.connected_at: dict[int, float] = {}
         self.unanswered = -1
 
     def delay_after(self, index: int) -> float:
@@ -468,7 +487,7 @@ class _Attempts:
 
     async def _connect(
         self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
-    ) -> socket.socket:
+    ) -> socket.socket | Handshake:
         family, type_, proto, _, address = info
         traced = tracing_active()
         if traced:
@@ -523,8 +542,13 @@ class _Attempts:
                 emit("attempt_failed", index=index, address=address, error=exc)
             raise
         if watched:
-            self.connected_at = self.loop.time()
+            self.connected_at[index] = self.loop.time()
             self.finished.add(index)
+        if self.tls is not None:
+            # The socket is the TLS step's from here on (it hands it to a
+            # transport), and the attempt succeeds with its handshake.
+            live.discard(sock)
+            return await self.tls.handshake(index, sock, address, local)
         if traced:
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
@@ -579,12 +603,32 @@ def _record_outcomes(
         if source is None:
             continue
         if outcome == "connected":
-            rtt = attempts.connected_at - attempts.started.get(index, 0.0)
-            history.record_success(source, address[0], rtt)
+            # TCP's connect time: with TLS, the handshake is not the RTT.
+            connected = attempts.connected_at.get(index)
+            if connected is not None:
+                rtt = connected - attempts.started.get(index, connected)
+                history.record_success(source, address[0], rtt)
         elif outcome == "failed":
             history.record_failure(source, address[0], "failed")
         else:
             history.record_failure(source, address[0], "no answer")
+
+
+class _TLSAttempts(_Attempts):
+    """The attempts of a TLS-aware race: each does its TLS handshake once
+    TCP is connected, and succeeds with it (see ``_tls_attempt``)."""
+
+    __slots__ = ("tls",)
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        remote: AsyncIterator[AddrInfo],
+        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
+        tls: TLSRace,
+    ) -> None:
+        super().__init__(loop, remote, local_addrs)
+        self.tls = tls
 
 
 # asyncio's own sock_connect for selector loops (see _connect_when_writable).
@@ -899,7 +943,7 @@ async def create_connected_sock(
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
         local_addr, chosen_delay, resolver, raise_exc_group or all_errors,
-        interleave, None, trace, nat64, history,
+        interleave, None, trace, nat64, False, history,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -1012,6 +1056,7 @@ async def create_connection(
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
     nat64: Nat64Setting = True,
+    race_tls: bool = True,
     history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
@@ -1019,8 +1064,9 @@ async def create_connection(
 
     Every argument of :meth:`asyncio.loop.create_connection` is accepted
     and means what it means there, except that Happy Eyeballs is always on.
-    The TCP race picks the winning socket; TLS (if *ssl*) then runs on that
-    socket only, through the loop's own ``create_connection``.
+    With *ssl*, each attempt does its own TLS handshake, through the loop's
+    own ``create_connection``, and the first attempt to complete it wins
+    (see *race_tls*).
 
     Args:
         protocol_factory: Called with no arguments to make the protocol.
@@ -1045,9 +1091,15 @@ async def create_connection(
         delay: See :func:`create_connected_sock`.
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
-        trace: See :func:`create_connected_sock`; here the TLS handshake
-            is traced too.
+        trace: See :func:`create_connected_sock`; here each attempt's TLS
+            handshake is traced too.
         nat64: See :func:`create_connected_sock`.
+        race_tls: With *ssl*: an attempt succeeds only once its TLS
+            handshake completes, so an address that accepts TCP but stalls
+            TLS cannot win (Happy Eyeballs v3); each handshake gets its own
+            *ssl_handshake_timeout*, and *protocol_factory* is called once,
+            for the winner. False: the TCP race picks the winner and TLS
+            runs on it alone, as asyncio does. No effect without *ssl*.
         history: See :func:`create_connected_sock`.
 
     Returns:
@@ -1059,7 +1111,8 @@ async def create_connection(
             (as asyncio's ``getaddrinfo`` call fails for it).
         ExceptionGroup: Every attempt failed, with *raise_exc_group* or
             *all_errors*.
-        ssl.SSLError: The TLS handshake failed.
+        ssl.SSLError: The TLS handshake failed (every attempt's, in a TLS
+            race).
         ValueError: Arguments that asyncio rejects (*server_hostname*
             without *ssl*, *sock* together with *host*), negative or NaN
             delays, a negative *interleave*.
@@ -1073,10 +1126,12 @@ async def create_connection(
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
        *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*,
-       *nat64* and *history*.
+       *nat64*, *history*, and *race_tls*: TLS handshakes are part of the race.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
+    if race_tls is not True:
+        _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
         local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
@@ -1086,7 +1141,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64, history,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls, history,
     )  # fmt: skip
     return result
 
@@ -1109,12 +1164,14 @@ async def _create_connection(
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
     nat64: Nat64Setting = True,
+    race_tls: bool = False,
     history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
-    loop's ``(transport, protocol)`` for it (TLS too, with *tls*). Events go
-    to *trace*, if given.
+    loop's ``(transport, protocol)`` for it (TLS too, with *tls*: raced
+    when *race_tls*, else on the winner only). Events go to *trace*, if
+    given.
 
     One coroutine for all three public functions: every coroutine between
     the caller and the socket's ``connect`` is paid for again each time the
@@ -1132,7 +1189,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None, nat64, history,
+                first_addr_family_count, tls, None, nat64, race_tls, history,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -1204,7 +1261,13 @@ async def _create_connection(
                 flags=flags,
                 **options,
             )
-        attempts = _Attempts(loop, remote, locals_)
+        tls_race = None
+        if tls is None or not race_tls:
+            attempts = _Attempts(loop, remote, locals_)
+        else:
+            tls_race = TLSRace(loop, tls)
+            attempts = _TLSAttempts(loop, remote, locals_, tls_race)
+        winner: Any = None
         delay_for = None
         # An IP literal has one address: nothing to order or time, and not
         # worth recording (it would cost every literal connection).
@@ -1218,7 +1281,6 @@ async def _create_connection(
                     delay_for = attempts.delay_after
             elif tracing_active():
                 attempts._watch(None, delay)
-        winner: socket.socket | None = None
         try:
             winner, winner_index, exceptions, source_exc = await _race_on_loop(
                 loop, attempts, delay, delay_for
@@ -1227,12 +1289,15 @@ async def _create_connection(
                 _record_outcomes(attempts.history, attempts, exceptions, winner_index)
         finally:
             # The race closes its losers; this also catches a winner the race
-            # dropped because we were cancelled just as it won.
+            # dropped because we were cancelled just as it won. (In a TLS
+            # race no socket is left here: each is a transport's by now.)
             live = attempts.live
             if len(live) > 1 or winner is None:
                 for sock in live:
                     if sock is not winner:
                         sock.close()
+            if tls_race is not None:
+                tls_race.abort_all_but(winner)
         if winner is None:
             raise _failure(
                 host, port, attempts, exceptions, source_exc, raise_exc_group
@@ -1242,6 +1307,12 @@ async def _create_connection(
         raise
     if protocol_factory is None:
         return winner
+    if tls_race is not None:
+        try:
+            return await tls_race.hand_over(winner, protocol_factory)
+        except BaseException as exc:
+            emit("connection_failed", error=exc)
+            raise
     if tls is None:
         try:
             return await loop.create_connection(protocol_factory, sock=winner)
@@ -1249,8 +1320,8 @@ async def _create_connection(
             _let_go_of_handed_over(loop, winner)
             emit("connection_failed", error=exc)
             raise
-    # RFC 8305 §5 (and what asyncio does): the TCP race picked the winner,
-    # TLS runs on the winner only.
+    # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
+    # picked the winner, TLS runs on the winner only.
     peer = _peer(winner)
     emit("tls_started", address=peer)
     try:
@@ -1329,6 +1400,7 @@ async def open_connection(
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
     nat64: Nat64Setting = True,
+    race_tls: bool = True,
     history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
@@ -1358,6 +1430,8 @@ async def open_connection(
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
         nat64: See :func:`create_connected_sock`.
+        race_tls: See :func:`create_connection`. In a TLS race, bytes the
+            server sends right after its handshake reach the reader.
         history: See :func:`create_connected_sock`.
 
     Returns:
@@ -1373,10 +1447,15 @@ async def open_connection(
         OverflowError: *port* is out of range (see :func:`create_connection`).
         TypeError: Bad arguments (see :func:`create_connection`).
         RuntimeError: *loop* is not the running event loop.
+
+    .. versionadded:: 1.0
+       *race_tls*: TLS handshakes are part of the race.
     """
     if type(limit) is not int or limit <= 0:
         _check_int("limit", limit)
         raise ValueError(f"limit must be positive, got {limit!r}")
+    if race_tls is not True:
+        _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
         local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
@@ -1387,7 +1466,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64, history,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls, history,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
