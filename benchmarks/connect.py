@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+import async_stagger
 from async_stagger import connection
 
 try:
@@ -143,6 +144,56 @@ class FixedAnswers(asyncio.SelectorEventLoop):
         return await super().getaddrinfo(host, port, family=family, type=type, **_)
 
 
+#: Whether to measure the steps of our connection apart (``--breakdown``).
+BREAKDOWN = False
+
+
+def breakdown_candidates() -> dict[str, Connect]:
+    """Clients that each leave out part of what async_stagger does, to tell
+    what each part costs: a resolver that only yields its answers (no lookup
+    tasks, no sharing, no ordering), the one-lookup ``basic_resolver``, and
+    the floor of any Python race: one socket connected in Python (connect,
+    wait until writable, read SO_ERROR) handed to ``open_connection``."""
+
+    async def fixed(host: str, port: int, **_: Any) -> Any:
+        for ip in FixedAnswers.answers.get(host, [host]):
+            yield (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+
+    async def ours_fixed(host: str, port: int) -> Any:
+        return await connection.open_connection(host, port, resolver=fixed)
+
+    async def ours_basic(host: str, port: int) -> Any:
+        return await connection.open_connection(
+            host, port, resolver=async_stagger.basic_resolver
+        )
+
+    async def floor(host: str, port: int) -> Any:
+        loop = asyncio.get_running_loop()
+        ip = FixedAnswers.answers.get(host, [host])[0]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect((ip, port))
+        except BlockingIOError:
+            writable = loop.create_future()
+            loop.add_writer(sock.fileno(), writable.set_result, None)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock.fileno())
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                sock.close()
+                raise OSError(error, os.strerror(error)) from None
+        return await asyncio.open_connection(sock=sock)
+
+    return {
+        "ours, resolver only yielding answers": ours_fixed,
+        "ours, basic_resolver": ours_basic,
+        "floor: Python connect + open(sock=)": floor,
+    }
+
+
 def uvloop_loop() -> asyncio.AbstractEventLoop:
     """A new uvloop loop (imported only when asked for)."""
     import uvloop
@@ -183,6 +234,8 @@ def candidates() -> dict[str, Connect]:
     if LOOP_FACTORY is not FixedAnswers:
         # uvloop's create_connection has no happy_eyeballs_delay.
         del found["asyncio happy_eyeballs_delay=0.25"]
+    if BREAKDOWN:
+        found.update(breakdown_candidates())
     if aiohappyeyeballs is not None:
 
         async def aiohe(host: str, port: int) -> Any:
@@ -438,6 +491,7 @@ def instructions(name: str, host: str, count: int) -> float:
                 sys.executable,
                 __file__,
                 *(["--uvloop"] if LOOP_FACTORY is not FixedAnswers else []),
+                *(["--breakdown"] if BREAKDOWN else []),
                 "--worker",
                 name,
                 host,
@@ -506,6 +560,11 @@ def main() -> None:
         "--uvloop", action="store_true", help="run every client on uvloop's loop"
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also measure clients that leave out parts of async_stagger's work",
+    )
+    parser.add_argument(
         "--every-client",
         action="store_true",
         help="count instructions of the create_connection flavours too",
@@ -517,8 +576,9 @@ def main() -> None:
     )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global BREAKDOWN, LOOP_FACTORY
+    BREAKDOWN = args.breakdown
     if args.uvloop:
-        global LOOP_FACTORY
         LOOP_FACTORY = uvloop_loop
     if args.worker:
         name, host, count = args.worker
