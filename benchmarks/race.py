@@ -11,6 +11,10 @@ with both implementations, and prints microseconds per attempt and the ratio
 show that the cost per attempt stays flat (linear total time).
 
 Usage: ``python benchmarks/race.py [--repeat 5] [--uvloop] [--eager]``
+
+``--scaling`` instead times ours alone on N failing attempts with delay 0
+for N from 1,000 to 100,000: the cost per attempt should stay flat, however
+many exceptions the result holds.
 """
 
 from __future__ import annotations
@@ -45,8 +49,17 @@ async def _ours(fns: list[Callable[[], Awaitable[Any]]]) -> Any:
     return await staggered_race(fns, 0.25)
 
 
+async def _ours_delay_zero(fns: list[Callable[[], Awaitable[Any]]]) -> Any:
+    return await staggered_race(fns, 0)
+
+
 async def _cpython(fns: list[Callable[[], Awaitable[Any]]]) -> Any:
     return await asyncio.staggered.staggered_race(fns, 0.25)
+
+
+# The clock _time_one reads: wall time, or CPU time for --scaling (its
+# figures compare sizes, and a busy machine's waits would blur them).
+_clock = time.perf_counter
 
 
 def _time_one(
@@ -55,9 +68,9 @@ def _time_one(
     fns = _factories(n, last_wins=last_wins)
 
     async def run() -> float:
-        start = time.perf_counter()
+        start = _clock()
         result = await impl(fns)
-        elapsed = time.perf_counter() - start
+        elapsed = _clock() - start
         winner_index = result[1]
         expected = n - 1 if last_wins else None
         assert winner_index == expected, (impl, winner_index)
@@ -86,6 +99,11 @@ def main() -> None:
         "--eager", action="store_true", help="eager task factory (3.12+)"
     )
     parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="ours only, delay 0, N failing attempts from 1,000 to 100,000",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="skip CPython's 10,000-attempt race (it is quadratic: minutes)",
@@ -107,6 +125,17 @@ def main() -> None:
     if args.eager:
         flavour += " + eager tasks"
     print(f"Python {sys.version.split()[0]}, {flavour}; best of {args.repeat}")
+    if args.scaling:
+        global _clock
+        _clock = time.process_time
+        with asyncio.Runner(loop_factory=make_loop) as runner:
+            print("CPU µs per attempt, N attempts failing instantly, delay 0")
+            first = None
+            for n in (1_000, 10_000, 100_000):
+                ours = _measure(runner, _ours_delay_zero, n, False, args.repeat)
+                first = first or ours
+                print(f"  N={n:>7,} {ours:8.2f}   {ours / first:5.2f}x N=1,000")
+        return
     print("µs per attempt (ratio = ours / CPython; below 1 means faster)")
     print(f"{'workload':<32} {'ours':>9} {'CPython':>10} {'ratio':>8}")
     cases = [

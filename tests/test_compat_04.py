@@ -281,6 +281,22 @@ async def test_product_groups_the_errors_of_the_first_items() -> None:
     assert isinstance(error, OSError)
 
 
+async def test_product_cancelled_while_fetching_first_items_leaves_no_task() -> None:
+    from async_stagger.aitertools import aiter_from_iter, product
+
+    async def never() -> AsyncIterator[int]:
+        await asyncio.Event().wait()
+        yield 0  # pragma: no cover
+
+    async def consume() -> None:
+        async for _ in product(aiter_from_iter([1]), never()):
+            pass  # pragma: no cover
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(consume(), 0.01)
+    # The suite fails a test that leaves a task pending.
+
+
 @pytest.mark.parametrize(("repeat", "error"), [(-1, ValueError), (1.5, TypeError)])
 async def test_product_checks_repeat(repeat: Any, error: type[Exception]) -> None:
     from async_stagger.aitertools import aiter_from_iter, product

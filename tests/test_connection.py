@@ -137,20 +137,6 @@ async def test_open_connection_to_ipv6_loopback_round_trips_data(lab: Lab) -> No
     await round_trip(reader, writer)
 
 
-async def test_localhost_through_the_default_resolver_connects(lab: Lab) -> None:
-    # The system's own getaddrinfo, answered from the hosts file. Restricted
-    # to IPv4: where the hosts file has no "::1 localhost" line an AAAA lookup
-    # would go to the machine's DNS server, and the tests send nothing beyond
-    # loopback (dual-stack names are tested in a namespace, with a DNS server
-    # of the tests' own).
-    server = lab.working("127.0.0.1")
-    reader, writer = await open_connection(
-        "localhost", server.port, family=socket.AF_INET
-    )
-    assert writer.get_extra_info("peername") == ("127.0.0.1", server.port)
-    await round_trip(reader, writer)
-
-
 async def test_create_connection_returns_transport_and_protocol(lab: Lab) -> None:
     server = lab.working("127.0.0.1")
     made: list[asyncio.BaseTransport] = []

@@ -126,3 +126,14 @@ def test_refused_addresses_are_tried_interleaved_and_at_once(
     # RFC 8305 §5: every refusal started the next attempt at once, so the
     # whole thing took far less than one 5 s delay.
     assert result["took"] < 2.0
+
+
+def test_localhost_through_the_default_resolver_connects(netns: Namespace) -> None:
+    # The system's own getaddrinfo, answered from the namespace's hosts file
+    # (localhost on 127.0.0.1 and ::1). Out of a namespace of its own even
+    # this lookup may be a DNS query (an AAAA one, where the machine's hosts
+    # file has no "::1 localhost" line).
+    kinds = {"127.0.0.1": "working", "::1": "working"}
+    result = connect_in(netns, "localhost", kinds, delay=0.25)
+    assert result["peer"] in kinds
+    assert result["attempts"][-1] == result["peer"]

@@ -199,6 +199,9 @@ class StandInInternet:
             name = host.decode() if isinstance(host, bytes) else host
             name = (name or "").lower().rstrip(".")
             if name not in self.names:
+                # Literals only: a name outside the table must not reach the
+                # system resolver (and its DNS server).
+                flags |= socket.AI_NUMERICHOST
                 return real(host, port, family, type, proto, flags)  # type: ignore[no-any-return]
             if isinstance(port, bytes):
                 port = port.decode()

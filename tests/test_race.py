@@ -104,7 +104,7 @@ async def test_attempts_that_fail_without_awaiting_start_the_next_at_once():
 
 class Hinted:
     """A sync source reporting *left* items left (PEP 424), whatever the
-    truth: a source that says nothing is left gets no delay timer."""
+    truth: the race does not take a user's hint at its word."""
 
     def __init__(self, items: list[Any], left: int | None) -> None:
         self.items = iter(items)
@@ -121,22 +121,71 @@ class Hinted:
 
 
 @virtual_clock
-@pytest.mark.parametrize(
-    ("left", "second_start"),
-    [
-        (None, 0.25),  # no hint: the timer runs, the next starts after the delay
-        (1, 0.25),  # something left: the same
-        (0, 1.0),  # nothing left, says the source: no timer, so only the failure
-    ],
-)
-async def test_delay_timer_only_when_the_source_may_have_more(left, second_start):
+@pytest.mark.parametrize("left", [None, 1, 0])
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_source_saying_nothing_is_left_is_still_raced_on_the_delay(
+    left, asynchronous
+):
+    # PEP 424 makes __length_hint__ a guess: a user's source that says 0 and
+    # then yields more keeps its stagger (the timer starts attempt 1 after
+    # the delay, not when attempt 0 fails at 1.0).
     script = Script([("fail", 1.0), ("ok", 0.5)])
-    _, index, _, _ = await staggered_race(Hinted(script.factories(), left), 0.25)
+    source: Any = Hinted(script.factories(), left)
+    if asynchronous:
+        source = AsyncHinted(source)
+    _, index, _, _ = await staggered_race(source, 0.25)
     assert index == 1
-    assert script.started == approx([0.0, second_start])
+    assert script.started == approx([0.0, 0.25])
 
 
-async def test_a_single_item_list_arms_no_timer():
+class AsyncHinted:
+    """An async source whose hint says what its *inner* Hinted says."""
+
+    def __init__(self, inner: Hinted) -> None:
+        self.inner = inner
+
+    def __aiter__(self) -> AsyncHinted:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self.inner)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    def __length_hint__(self) -> int:
+        return self.inner.__length_hint__()
+
+
+class ExactlyHinted:
+    """A source with the mark the library's own sources carry: its hint is
+    the exact count of items left."""
+
+    _exact_length_hint = True
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = list(items)
+
+    def __iter__(self) -> ExactlyHinted:
+        return self
+
+    def __next__(self) -> Any:
+        if not self.items:
+            raise StopIteration
+        return self.items.pop(0)
+
+    def __length_hint__(self) -> int:
+        return len(self.items)
+
+
+@pytest.mark.parametrize(
+    "make_source",
+    [list, tuple, ExactlyHinted],
+    ids=["list", "tuple", "library-source"],
+)
+async def test_a_source_with_an_exact_count_arms_no_timer_after_its_last_item(
+    make_source,
+):
     # The commonest race (one address, a list of one): nothing could start
     # when the delay ran out, so no timer is armed.
     loop = asyncio.get_running_loop()
@@ -153,9 +202,9 @@ async def test_a_single_item_list_arms_no_timer():
 
     loop.call_later = spy  # type: ignore[method-assign]
     try:
-        one = await staggered_race([attempt], 0.25)
+        one = await staggered_race(make_source([attempt]), 0.25)
         assert armed == []
-        two = await staggered_race([attempt, attempt], 0.25)
+        two = await staggered_race(make_source([attempt, attempt]), 0.25)
         assert armed == [0.25]
     finally:
         del loop.call_later
@@ -720,6 +769,149 @@ async def test_cancellation_at_any_point_cancels_everything_and_closes_the_sourc
     # Every attempt that started has settled: none is left running.
     assert set(script.settled) == set(range(len(script.started)))
     assert race.done()
+
+
+# -- what a pull of the source leaves behind ------------------------------------
+
+
+@pytest.mark.parametrize("steps", range(6))
+async def test_source_error_in_the_step_an_attempt_wins_is_reported(steps):
+    # delay=0: the next item is pulled in the background while attempt 0
+    # runs. However the loop orders the two, an error the source raised is
+    # the race's aiter_exc, never an unretrieved task exception.
+    boom = LookupError("source broke")
+    pulls = []
+
+    async def attempt() -> str:
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        return "won"
+
+    async def source() -> AsyncIterator[Callable[[], Awaitable[str]]]:
+        yield attempt
+        pulls.append("second")
+        raise boom
+
+    result, index, exceptions, aiter_exc = await staggered_race(source(), 0)
+    assert (result, index, exceptions) == ("won", 0, [None])
+    assert aiter_exc is (boom if pulls else None)
+
+
+@virtual_clock
+async def test_cancelled_race_waits_for_its_pull_before_closing_the_source():
+    # Attempt 0 hangs in the caller's task; the delay runs out and the next
+    # item is awaited in a task of the race's. The source, like a resolver,
+    # takes a few loop steps to clean up when its __anext__ is cancelled.
+    log: list[str] = []
+
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def slow_source() -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        try:
+            yield hang
+            await asyncio.sleep(3600)  # the next item never comes
+            yield hang
+        finally:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            log.append("closed")
+
+    source = slow_source()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):
+            await staggered_race(source, 0.25)
+    me = asyncio.current_task()
+    assert [task for task in asyncio.all_tasks() if task is not me] == []
+    assert log == ["closed"]
+    assert source.ag_frame is None  # finished, not left suspended
+
+
+# -- attempts raising BaseException ----------------------------------------------
+
+
+class Unusual(BaseException):
+    """Neither an Exception nor a CancelledError."""
+
+
+@virtual_clock
+async def test_base_exception_of_a_later_attempt_is_recorded_as_its_failure():
+    async def first() -> str:
+        await asyncio.sleep(1.0)
+        raise AttemptFailed(0)
+
+    async def second() -> str:
+        await asyncio.sleep(0.1)
+        raise Unusual("odd")
+
+    async with asyncio.timeout(100):  # the race used to hang here
+        result, index, exceptions, _ = await staggered_race([first, second], 0.25)
+    assert (result, index) == (None, None)
+    assert isinstance(exceptions[0], AttemptFailed)
+    assert isinstance(exceptions[1], Unusual)
+
+
+@pytest.mark.parametrize("attempt", [0, 1])
+@virtual_clock
+async def test_base_exception_of_a_loser_is_recorded_while_another_wins(attempt):
+    async def odd() -> str:
+        await asyncio.sleep(0.1)
+        raise Unusual("odd")
+
+    async def slow() -> str:
+        await asyncio.sleep(1.0)
+        return "slow"
+
+    attempts = [odd, slow] if attempt == 0 else [slow, odd, slow]
+    result, index, exceptions, _ = await staggered_race(attempts, 0.05)
+    assert (result, index) == ("slow", 0 if attempt == 1 else 1)
+    assert isinstance(exceptions[attempt], Unusual)
+
+
+@pytest.mark.parametrize("exit_exc", [SystemExit, KeyboardInterrupt])
+@pytest.mark.parametrize("exiting", [0, 1])
+@virtual_clock
+async def test_exit_from_an_attempt_propagates_after_everything_stopped(
+    exit_exc, exiting
+):
+    # KeyboardInterrupt and SystemExit are not an attempt's failure but the
+    # program's: the race stops every other attempt, closes the source and
+    # then raises it (asyncio's own staggered_race lets them through too).
+    loop = asyncio.get_running_loop()
+    settled: dict[int, tuple[str, float]] = {}
+    log: list[str] = []
+
+    def factory(index: int) -> Callable[[], Awaitable[str]]:
+        async def attempt() -> str:
+            try:
+                await asyncio.sleep(0.1 if index == exiting else 3600)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0)  # a loser's cleanup takes a step
+                settled[index] = ("cancelled", loop.time())
+                raise
+            raise exit_exc("stop")
+
+        return attempt
+
+    async def source() -> AsyncIterator[Callable[[], Awaitable[str]]]:
+        try:
+            for index in range(3):
+                yield factory(index)
+        finally:
+            log.append("closed")
+
+    with pytest.raises(exit_exc, match="stop"):
+        async with asyncio.timeout(100):
+            await staggered_race(source(), 0.01)
+    assert log == ["closed"]
+    assert settled == {
+        i: ("cancelled", pytest.approx(0.1 + 0.01 * exiting))
+        for i in range(3)
+        if i != exiting
+    }
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
 
 
 # -- property: the schedule matches a reference model ---------------------------

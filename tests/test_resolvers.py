@@ -7,12 +7,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import json
 import math
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -1020,15 +1017,37 @@ async def test_slow_default_executor_lookup_closed_early_leaks_nothing(monkeypat
 # -- the real loop and kernel ------------------------------------------------
 
 
-async def test_hosts_file_name_resolves_through_the_real_loop():
-    # family=AF_INET: a name in the hosts file, answered without any DNS
-    # query (a dual-stack lookup of it is tested in a private hosts file).
-    expected = {i[4] for i in socket.getaddrinfo("localhost", 80, INET, STREAM)}
-    got = [
-        i async for i in concurrent_resolver("localhost", 80, family=INET, type=STREAM)
-    ]
-    assert {i[4] for i in got} == expected
-    assert len(got) == len(expected)
+REAL_LOOP_SCRIPT = """
+import asyncio, json, socket
+import loops
+from async_stagger.resolvers import concurrent_resolver
+
+async def resolve():
+    stream = concurrent_resolver(
+        "localhost", 80, family=socket.AF_INET, type=socket.SOCK_STREAM
+    )
+    return [info[4] async for info in stream]
+
+system = socket.getaddrinfo("localhost", 80, socket.AF_INET, socket.SOCK_STREAM)
+ours = {}
+for flavour in loops.FLAVOURS:
+    with asyncio.Runner(loop_factory=loops.loop_factory(flavour)) as runner:
+        ours[flavour] = runner.run(resolve())
+print(json.dumps({"system": [info[4] for info in system], "ours": ours}))
+"""
+
+
+def test_hosts_file_name_resolves_through_the_real_loop(netns):
+    # A name in the namespace's hosts file, answered by the system's
+    # getaddrinfo through each flavour's loop (no DNS server runs there).
+    done = netns.run_python(REAL_LOOP_SCRIPT)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    expected = {tuple(address) for address in result["system"]}
+    assert expected == {("127.0.0.1", 80)}
+    for flavour, got in result["ours"].items():
+        assert {tuple(address) for address in got} == expected, flavour
+        assert len(got) == len(expected), flavour
 
 
 PRIVATE_HOSTS_SCRIPT = """
@@ -1048,33 +1067,9 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("unshare"),
-    reason="needs root and unshare(1) for a private mount namespace with its own"
-    " hosts file",
-)
-def test_dual_stack_hosts_file_name_resolves_both_families_ipv6_first(tmp_path):
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.2 dual.test\n::1 dual.test\n")
-    script = tmp_path / "resolve.py"
-    script.write_text(PRIVATE_HOSTS_SCRIPT)
-    # A private mount namespace: /etc/hosts is replaced for the child only.
-    result = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "sh",
-            "-c",
-            'mount --bind "$0" /etc/hosts && exec "$1" "$2"',
-            str(hosts),
-            sys.executable,
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def test_dual_stack_hosts_file_name_resolves_both_families_ipv6_first(netns):
+    netns.write_hosts({"dual.test": ["127.0.0.2", "::1"]})
+    result = netns.run_python(PRIVATE_HOSTS_SCRIPT, timeout=60)
     assert result.returncode == 0, result.stderr
     addresses = ast.literal_eval(result.stdout.strip())
     # RFC 6724 rule 6: ::1 (precedence 50) before IPv4 (35). (glibc also

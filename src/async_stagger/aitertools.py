@@ -60,6 +60,36 @@ async def aiter_from_iter(iterable: Iterable[T]) -> AsyncIterator[T]:
         yield item
 
 
+async def _first_items(aiterators: list[AsyncIterator[Any]]) -> list[Any]:
+    """The first item of each iterator (or ``_EMPTY``), fetched concurrently;
+    when any fails, the others are cancelled and awaited, and the failures
+    are raised as one :class:`ExceptionGroup`.
+
+    Not an :class:`asyncio.TaskGroup`: on CPython 3.12.1 with the eager task
+    factory, a child that fails while ``create_task`` runs it leaves the
+    group's cancellation of its parent pending for good, so the next await
+    after the group raises :class:`asyncio.CancelledError`.
+    """
+    tasks = [asyncio.ensure_future(_first_item(it)) for it in aiterators]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # Every task is awaited, even when we were cancelled: nothing
+        # outlives the call.
+        await asyncio.wait(tasks)
+    errors = [
+        error
+        for task in tasks
+        if not task.cancelled() and (error := task.exception()) is not None
+    ]
+    if errors:
+        # An ExceptionGroup when every error is an Exception, as TaskGroup does.
+        raise BaseExceptionGroup("getting the first items failed", errors)
+    return [task.result() for task in tasks]
+
+
 async def _first_item(aiterator: AsyncIterator[Any]) -> Any:
     try:
         return await anext(aiterator)
@@ -102,9 +132,7 @@ async def product(
         return
     aiterators = [aiter(aiterable) for aiterable in aiterables]
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_first_item(it)) for it in aiterators]
-        firsts = [task.result() for task in tasks]
+        firsts = await _first_items(aiterators)
         if any(first is _EMPTY for first in firsts):
             return  # an empty input: no combinations at all
         # The earlier repeats stay at their first items until every input

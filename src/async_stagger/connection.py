@@ -52,14 +52,13 @@ from collections.abc import (
     Iterable,
 )
 from functools import partial
-from operator import length_hint
 from typing import Any, Final, TypeAlias
 
 from . import defaults
 from ._checks import check_port, check_seconds
 from ._resolver_keywords import extra_keywords_taken
 from .address_order import sort_addresses as _sort_addresses
-from .race import _race_on_loop
+from .race import _items_left, _race_on_loop
 from .resolvers import _resolve_checked, concurrent_resolver
 from .trace import LOGGER, TraceCallback, _logged, emit, tracing, tracing_active
 
@@ -314,6 +313,10 @@ class _Attempts:
         "skipped",
     )
 
+    # The race may believe __length_hint__: it counts what is really left
+    # (a resolver's hint only when that one is exact too: _items_left).
+    _exact_length_hint = True
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -339,7 +342,7 @@ class _Attempts:
     def __length_hint__(self) -> int:
         """Attempts left, as far as is known (PEP 424): the race arms no
         delay timer when nothing is left to start."""
-        return len(self.pending) + length_hint(self.remote, 1)
+        return len(self.pending) + _items_left(self.remote)
 
     async def __anext__(self) -> Callable[[], Any]:
         if self.pending:

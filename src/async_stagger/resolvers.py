@@ -75,6 +75,7 @@ from collections.abc import (
 from typing import Any, TypeAlias, cast
 
 from ._checks import check_port, check_seconds
+from ._tasks import wait_until_done
 from .address_order import AddrInfo, interleave, sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from .trace import emit, tracing_active
@@ -254,6 +255,9 @@ class _DirectAnswer:
     """
 
     __slots__ = ("_arguments", "_left")
+
+    # The race may believe __length_hint__: it is exact, not a guess.
+    _exact_length_hint = True
 
     def __init__(
         self, arguments: tuple[Any, ...] | None, left: list[AddrInfo] | None
@@ -638,26 +642,8 @@ async def shared_getaddrinfo(
     except asyncio.CancelledError:
         abandoned = shared.leave()
         if abandoned is not None:
-            await _wait_until_done([abandoned])
+            await wait_until_done([abandoned])
         raise
-
-
-async def _wait_until_done(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    """Wait for *tasks* to finish, even if cancelled meanwhile (then re-raise
-    the cancellation at the end), and mark their exceptions retrieved."""
-    pending = [task for task in tasks if not task.done()]
-    cancelled: asyncio.CancelledError | None = None
-    while pending:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-        pending = [task for task in pending if not task.done()]
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()
-    if cancelled is not None:
-        raise cancelled
 
 
 # -- one lookup, with its trace events ----------------------------------------------
@@ -1284,7 +1270,7 @@ async def _concurrent(
         running = [future for future in stopping if future is not None]
         for future in running:
             if not future.done():
-                await _wait_until_done(running)
+                await wait_until_done(running)
                 break
             # The usual case: the lookup is over. Nothing to wait for.
             if not future.cancelled():
