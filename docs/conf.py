@@ -20,3 +20,5 @@ autodoc_typehints = "description"
 nitpicky = False
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+html_static_path = ["_static"]
+html_css_files = ["narrow.css"]

@@ -347,4 +347,5 @@ def test_what_a_resolver_declares_is_what_it_gets() -> None:
     assert extra_keywords_taken(connection.concurrent_resolver) == {
         "first_addr_family_count",
         "raise_exc_group",
+        "nat64",
     }

@@ -222,6 +222,8 @@ BAD_CALLS: list[tuple[str, dict[str, Any], type[BaseException], str]] = [
     ("empty host", {"host": ""}, socket.gaierror, "host must not be empty"),
     ("empty bytes host", {"host": b""}, socket.gaierror, "host must not be empty"),
     ("host of a wrong type", {"host": 127}, TypeError, "127"),
+    ("host with a NUL", {"host": "a.test\x00b"}, ValueError, "NUL"),
+    ("bytes host with a NUL", {"host": b"a.test\x00b"}, ValueError, "NUL"),
     ("negative delay", {"delay": -0.1}, ValueError, "-0.1"),
     ("NaN delay", {"delay": math.nan}, ValueError, "nan"),
     ("negative happy_eyeballs_delay", {"happy_eyeballs_delay": -1}, ValueError, "-1"),
@@ -294,6 +296,26 @@ async def test_bad_input_fails_before_any_network_activity(
         await open_connection(**arguments)
     assert resolver.calls == []
     assert [e.kind for e in events if e.kind != "connection_failed"] == []
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1\x00.example.com", b"127.0.0.1\x00.example.com", "\x00"]
+)
+async def test_host_with_a_nul_is_refused_by_every_connection_function(
+    lab: Lab, host: Any
+) -> None:
+    # The C name ends at the NUL: resolving it would connect to 127.0.0.1,
+    # not to the host named. Refused as asyncio refuses it, before any
+    # lookup, on the default resolver's path too.
+    server = lab.working("127.0.0.1")
+    calls = [
+        lambda: open_connection(host, server.port),
+        lambda: create_connection(asyncio.Protocol, host, server.port),
+        lambda: create_connected_sock(host, server.port),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="embedded null character"):
+            await call()
 
 
 def message_pattern(message: str) -> str:

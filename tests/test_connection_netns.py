@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from typing import Any
 
+import pytest
+
+import loops
 from lab import Namespace
 
 # Run inside the namespace: listeners of the requested kinds on one port,
@@ -137,3 +141,119 @@ def test_localhost_through_the_default_resolver_connects(netns: Namespace) -> No
     result = connect_in(netns, "localhost", kinds, delay=0.25)
     assert result["peer"] in kinds
     assert result["attempts"][-1] == result["peer"]
+
+
+# -- a lost lookup and the end of the program -------------------------------------
+
+#: glibc's timeout for the lost AAAA query in the shutdown test, seconds.
+LOST_QUERY_TIMEOUT = 4
+
+# Run inside: connect to NAME (A answered, AAAA never) on a loop of FLAVOUR
+# under asyncio.Runner, as asyncio.run does; report the seconds from the
+# connection to the runner's return.
+SHUTDOWN_PROGRAM = """
+import asyncio, json, socket, time
+import loops
+from async_stagger.connection import open_connection
+
+server = socket.create_server(("10.77.0.1", 0))
+connected = []
+
+async def main():
+    reader, writer = await open_connection({name!r}, server.getsockname()[1])
+    connected.append(time.monotonic())
+    writer.transport.abort()
+
+with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
+    runner.run(main())
+print(json.dumps(time.monotonic() - connected[0]))
+"""
+
+
+@pytest.mark.parametrize("flavour", loops.FLAVOURS)
+def test_an_abandoned_lookup_does_not_hold_up_the_end_of_the_loop(
+    netns: Namespace, flavour: str
+) -> None:
+    # RFC 8305 §3: the lost AAAA answer costs the connection only the
+    # resolution delay; the lookup left waiting for it must not cost the
+    # program the resolver's timeout at shutdown either (asyncio.run waits
+    # for the default executor, the interpreter for non-daemon threads).
+    name = "lost.lab.test"
+    netns.dns(
+        {(name, "A"): ["10.77.0.1"], (name, "AAAA"): ["fd00:5eed::1"]},
+        drop={"AAAA"},
+        resolver_timeout=LOST_QUERY_TIMEOUT,
+    )
+    started = time.monotonic()
+    done = netns.run_python(
+        SHUTDOWN_PROGRAM.format(name=name, flavour=flavour), timeout=60
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    after_connection = json.loads(done.stdout)
+    # Well before the timeout: the end does not wait for the lost query.
+    assert after_connection < LOST_QUERY_TIMEOUT / 2, after_connection
+    assert took < LOST_QUERY_TIMEOUT, took  # nor does the interpreter's exit
+    assert ("AAAA", "dropped") in {(q.type, q.outcome) for q in netns.dns_queries()}
+
+
+# -- localhost never reaches DNS -------------------------------------------------------
+
+# Run inside: resolve each name with the default resolver, and connect to a
+# listener on 127.0.0.1 through it; report the addresses.
+LOCALHOST_PROGRAM = """
+import asyncio, json, socket
+from async_stagger.connection import open_connection
+from async_stagger.resolvers import basic_resolver, concurrent_resolver
+
+server = socket.create_server(("127.0.0.1", 0))
+port = server.getsockname()[1]
+
+async def main():
+    found = {{}}
+    for name in {names!r}:
+        for resolver in (concurrent_resolver, basic_resolver):
+            stream = resolver(name, port, type=socket.SOCK_STREAM)
+            found[f"{{resolver.__name__}} {{name}}"] = sorted(
+                {{info[4][0] async for info in stream}}
+            )
+        reader, writer = await open_connection(name, port)
+        found[f"connected {{name}}"] = writer.get_extra_info("peername")[0]
+        writer.transport.abort()
+    return found
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+LOCALHOST_NAMES = [
+    "localhost",
+    "foo.localhost",
+    "LocalHost.",
+    "a.b.LOCALhost",
+    "foo.LocalHost.",
+]
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        "127.0.0.1 localhost\n::1 localhost\n",
+        "127.0.0.1 localhost\n",
+        "::1 localhost\n",
+        "",
+    ],
+    ids=["both", "ipv4 only", "ipv6 only", "none"],
+)
+def test_localhost_names_never_cause_a_dns_query(netns: Namespace, hosts: str) -> None:
+    # RFC 6761 §6.3: localhost and every name under it are the loopback
+    # addresses, and are not sent to DNS, whatever the hosts file says.
+    netns.dns({("localhost", "A"): ["10.77.0.2"], ("localhost", "AAAA"): ["::1"]})
+    (netns.etc / "hosts").write_text(hosts)
+    done = netns.run_python(LOCALHOST_PROGRAM.format(names=LOCALHOST_NAMES))
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert netns.dns_queries() == []
+    for name in LOCALHOST_NAMES:
+        for resolver in ("concurrent_resolver", "basic_resolver"):
+            assert found[f"{resolver} {name}"] == ["127.0.0.1", "::1"], found
+        assert found[f"connected {name}"] == "127.0.0.1", found

@@ -570,6 +570,20 @@ async def test_ip_literals_are_answered_without_a_lookup(resolver, host, expecte
 
 
 @pytest.mark.parametrize("resolver", [concurrent_resolver, basic_resolver])
+@pytest.mark.parametrize("host", ["127.0.0.1\x00.example.com", b"h.test\x00x"])
+@pytest.mark.parametrize("own_lookup", [False, True])
+async def test_a_host_with_a_nul_is_refused_before_any_lookup(
+    resolver, host, own_lookup
+):
+    # getaddrinfo would look up only the part before the NUL.
+    dns = FakeDNS({})
+    options = {"getaddrinfo_async": dns} if own_lookup else {}
+    with pytest.raises(ValueError, match="embedded null character"):
+        resolver(host, 80, **options)
+    assert dns.calls == []
+
+
+@pytest.mark.parametrize("resolver", [concurrent_resolver, basic_resolver])
 async def test_no_host_means_loopback_without_a_lookup(resolver):
     dns = FakeDNS({})
     got = [i async for i in resolver(None, "80", type=STREAM, getaddrinfo_async=dns)]
@@ -1208,3 +1222,28 @@ async def test_a_literal_answer_that_fails_ends_the_iteration():
         await stream.__anext__()
     with pytest.raises(StopAsyncIteration):
         await stream.__anext__()
+
+
+@pytest.mark.parametrize(
+    ("name", "is_localhost"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("app.LocalHost", True),
+        ("a.b.localhost.", True),
+        ("notlocalhost", False),
+        ("localhost.example", False),
+        ("localhost..", False),
+        ("example.com", False),
+    ],
+)
+async def test_localhost_names_are_answered_without_a_lookup(name, is_localhost):
+    # RFC 6761 §6.3: localhost and the names under it are loopback, never
+    # looked up (the namespace tests check no DNS query is sent).
+    dns = FakeDNS({INET6: (0, []), INET: (0, ["192.0.2.1"])})
+    stream = concurrent_resolver(name, 80, type=STREAM, getaddrinfo_async=dns)
+    got = [i[4][0] async for i in stream]
+    if is_localhost:
+        assert (got, dns.calls) == (["::1", "127.0.0.1"], [])
+    else:
+        assert (got, len(dns.calls)) == (["192.0.2.1"], 2)

@@ -4,6 +4,7 @@ functions, so that one kind of bad value gets one kind of message."""
 from __future__ import annotations
 
 import math
+import socket
 
 
 def check_seconds(name: str, value: object, *, allow_none: bool) -> float | None:
@@ -60,3 +61,38 @@ def check_port(port: object) -> None:
         return  # a service name
     if not 0 <= number <= 65535:
         raise OverflowError(f"port must be 0-65535, got {port!r}")
+
+
+def check_host(host: object, *, allow_empty: bool = True) -> None:
+    """Reject a host that is not a host name the caller could mean, before
+    any lookup: the one host check of the resolvers and the connection
+    functions.
+
+    A NUL character ends the name in C, so ``socket.getaddrinfo`` would
+    resolve only what comes before it (``"127.0.0.1\\x00.example.com"``
+    becoming ``127.0.0.1``): connecting to a host other than the one named.
+    asyncio refuses such a host with ``ValueError("embedded null
+    character")`` (from ``socket.inet_pton``); so do we, naming the value.
+
+    Raises:
+        TypeError: *host* is not a str, bytes or None.
+        ValueError: *host* contains a NUL character.
+        socket.gaierror: *host* is empty where *allow_empty* is false.
+    """
+    if host is None:
+        return
+    if not isinstance(host, str | bytes):
+        raise TypeError(
+            f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
+        )
+    if not host and not allow_empty:
+        # asyncio hands an empty host to getaddrinfo, which fails with
+        # EAI_NONAME: the same error, without the lookup.
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"host must not be empty, got {host!r}"
+        )
+    if "\0" in host if isinstance(host, str) else b"\0" in host:
+        raise ValueError(
+            f"host must not contain a NUL character (embedded null character),"
+            f" got {host!r}"
+        )

@@ -95,6 +95,13 @@ def describe_event(event: TraceEvent, address: tuple[Any, ...] | None = None) ->
         return f"lookup {family} answered: {_hosts(event.addresses)}"
     if kind == "resolution_failed":
         return f"lookup {family} failed: {format_error(event.error)}"
+    if kind == "nat64_synthesized":
+        ipv4 = event.synthesized_from[0] if event.synthesized_from else "?"
+        ipv6 = event.address[0] if event.address else "?"
+        return (
+            f"{ipv4} → {ipv6} (NAT64 prefix {event.nat64_prefix}"
+            f" from {event.nat64_origin})"
+        )
     if event.address is not None:
         address = event.address
     attempt = f"attempt #{event.index} to {format_address(address)}"

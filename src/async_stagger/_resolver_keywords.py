@@ -28,7 +28,7 @@ from typing import Any
 __all__ = ["EXTRA_KEYWORDS", "extra_keywords_taken"]
 
 #: The keywords the connection functions may pass beyond the 0.4 contract.
-EXTRA_KEYWORDS = frozenset({"first_addr_family_count", "raise_exc_group"})
+EXTRA_KEYWORDS = frozenset({"first_addr_family_count", "raise_exc_group", "nat64"})
 
 _taken: weakref.WeakKeyDictionary[Callable[..., Any], frozenset[str]] = (
     weakref.WeakKeyDictionary()

@@ -41,6 +41,12 @@ IPv4 addresses take part as IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``);
 RFC 6724 §3.2 gives 127.0.0.0/8 and 169.254.0.0/16 link-local scope and every
 other IPv4 address global scope.
 
+An IPv6 address inside a NAT64 prefix discovered on this network
+(:mod:`async_stagger.nat64`) stands for an IPv4 address: a DNS64 answer or
+one of our own synthesized addresses. The Happy Eyeballs v3 draft sorts it
+as that IPv4 address, so a native IPv6 address still comes first (rule 6),
+with the translator's IPv4 side as its source (rules 2 and 5).
+
 Interleaving
 ------------
 After sorting, RFC 8305 §4 alternates families so that a broken family costs
@@ -58,6 +64,8 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
+
+from .nat64 import known_prefix_of
 
 __all__ = [
     "SourceAddressLookup",
@@ -304,6 +312,14 @@ def _sort_key(
         # Rule 1: unusable; the remaining rules need a source.
         return (1, 1, 1, -dest_precedence, dest_scope, 0)
     source_value, source_scope, _, source_label = source
+    if family == socket.AF_INET6 and (embedded := known_prefix_of(sockaddr[0])):
+        # NAT64 (v3 draft): sorted as the IPv4 address it stands for, from
+        # the translator's IPv4 side.
+        ipv4 = _properties(str(embedded[1]))
+        assert ipv4 is not None
+        _, dest_scope, dest_precedence, dest_label = ipv4
+        return (0, 0 if dest_scope == SCOPE_GLOBAL else 1, 0, -dest_precedence,
+                dest_scope, 0)  # fmt: skip
     prefix = 0
     if family == socket.AF_INET6:
         prefix = _common_prefix_length(dest_value, source_value)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import ipaddress
 import json
@@ -27,12 +26,12 @@ import os
 import socket
 import ssl
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__, defaults
 from ._describe import describe_event, format_address, format_error
+from ._lookup_threads import getaddrinfo_in_daemon_thread
 from .connection import open_connection
 from .resolvers import concurrent_resolver
 from .trace import TraceEvent
@@ -160,6 +159,11 @@ class Timeline:
             data["addresses"] = [list(a) for a in event.addresses]
         if event.error is not None:
             data["error"] = _error_json(event.error)
+        if event.synthesized_from is not None:
+            data["synthesized_from"] = list(event.synthesized_from)
+        if event.nat64_prefix is not None:
+            data["nat64_prefix"] = event.nat64_prefix
+            data["nat64_origin"] = event.nat64_origin
         return data
 
     def describe(self, event: TraceEvent) -> str:
@@ -400,64 +404,6 @@ def _client_ssl_context(args: argparse.Namespace) -> ssl.SSLContext:
     return context
 
 
-async def getaddrinfo_in_daemon_thread(
-    host: str | bytes | None,
-    port: str | bytes | int | None,
-    family: int = 0,
-    type: int = 0,
-    proto: int = 0,
-    flags: int = 0,
-) -> list[tuple[Any, ...]]:
-    """``loop.getaddrinfo``, but each lookup in a daemon thread of its own.
-
-    The race does not wait for a slow lookup once it has a winner, yet a
-    lookup that runs in the default executor cannot be stopped: the
-    interpreter would wait for it at exit, so the command would linger for as
-    long as the unanswered AAAA query takes (the resolver's timeout), right
-    after reporting its connection. A daemon thread is simply abandoned.
-
-    Args:
-        host: As for :func:`socket.getaddrinfo`.
-        port: As for :func:`socket.getaddrinfo`.
-        family: As for :func:`socket.getaddrinfo`.
-        type: As for :func:`socket.getaddrinfo`.
-        proto: As for :func:`socket.getaddrinfo`.
-        flags: As for :func:`socket.getaddrinfo`.
-
-    Returns:
-        What :func:`socket.getaddrinfo` returns.
-
-    Raises:
-        socket.gaierror: The lookup failed.
-    """
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
-
-    def deliver(
-        result: list[tuple[Any, ...]] | None, error: BaseException | None
-    ) -> None:
-        if answer.done():
-            return  # the resolver gave up waiting (cancelled)
-        if error is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(result or [])
-
-    def look_up() -> None:
-        result: list[tuple[Any, ...]] | None = None
-        error: BaseException | None = None
-        try:
-            result = socket.getaddrinfo(host, port, family, type, proto, flags)
-        except Exception as exc:
-            error = exc
-        # RuntimeError: the loop is closed, nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(deliver, result, error)
-
-    threading.Thread(target=look_up, name="getaddrinfo", daemon=True).start()
-    return await answer
-
-
 async def _close(writer: asyncio.StreamWriter) -> None:
     """Close politely, but do not hang on a peer that never answers."""
     writer.close()
@@ -488,7 +434,6 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
         concurrent_resolver,
         resolution_delay=args.resolution_delay,
         first_addr_family_count=args.interleave,
-        getaddrinfo_async=getaddrinfo_in_daemon_thread,
     )
     try:
         ssl_context = _client_ssl_context(args) if args.tls else None

@@ -55,9 +55,10 @@ from functools import partial
 from typing import Any, Final, TypeAlias
 
 from . import defaults
-from ._checks import check_port, check_seconds
+from ._checks import check_host, check_port, check_seconds
 from ._resolver_keywords import extra_keywords_taken
 from .address_order import sort_addresses as _sort_addresses
+from .nat64 import Nat64Setting, check_setting
 from .race import _items_left, _race_on_loop
 from .resolvers import _resolve_checked, concurrent_resolver
 from .trace import LOGGER, TraceCallback, _logged, emit, tracing, tracing_active
@@ -126,29 +127,15 @@ _ALL_NONE = (None,) * 8
 # -- checking arguments ---------------------------------------------------------
 
 
-def _check_host(host: object) -> None:
-    if host is None:
-        return
-    if not isinstance(host, str | bytes):
-        raise TypeError(
-            f"host must be a str, bytes or None, got {type(host).__name__} {host!r}"
-        )
-    if not host:
-        # asyncio hands an empty host to getaddrinfo, which fails with
-        # EAI_NONAME: the same error, without the lookup.
-        raise socket.gaierror(
-            socket.EAI_NONAME, f"host must not be empty, got {host!r}"
-        )
-
-
 def _check_target(
     host: object, port: object, family: object, proto: object, flags: object
 ) -> None:
     """Check the arguments every connection function takes."""
     # The common case (a str host, an int port, int options) costs four
-    # type comparisons; anything else gets the full, explanatory checks.
-    if type(host) is not str or not host:
-        _check_host(host)
+    # type comparisons and a NUL search; anything else gets the full,
+    # explanatory checks.
+    if type(host) is not str or not host or "\0" in host:
+        check_host(host, allow_empty=False)
     if type(port) is not int or not 0 <= port <= 65535:
         check_port(port)
     if type(family) is not int:
@@ -645,6 +632,7 @@ async def create_connected_sock(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
 ) -> socket.socket:
     """Connect to *host* and *port* with Happy Eyeballs; return the socket.
 
@@ -697,6 +685,15 @@ async def create_connected_sock(
             instead of one :class:`OSError`.
         trace: Called with a :class:`~async_stagger.TraceEvent` for each step
             (lookups, attempts started, failed, won).
+        nat64: Where the host has no IPv4 route to an IPv4 literal or to a
+            name's IPv4 addresses (an IPv6-only network), reach them through
+            NAT64 (RFC 8305 §7): ``True`` (the default) discovers the
+            network's NAT64 prefix with an AAAA lookup of ``ipv4only.arpa``
+            (RFC 7050); ``False`` turns this off; an iterable of prefixes
+            (``["64:ff9b::/96"]``, for a network that announces its prefix
+            otherwise, e.g. in router advertisements, RFC 8781) uses those
+            without a lookup. Passed to a custom *resolver* only when not
+            ``True`` and its signature names it or takes ``**kwargs``.
 
     Returns:
         A connected, non-blocking :class:`socket.socket` with ``TCP_NODELAY``
@@ -715,10 +712,10 @@ async def create_connected_sock(
             that does not take ``first_addr_family_count``.
 
     .. versionadded:: 1.0
-       the *trace* argument; ``TCP_NODELAY`` is set on the socket; the
-       keywords of :meth:`asyncio.loop.create_connection` that concern the
-       TCP connection (*local_addr*, *happy_eyeballs_delay*, *interleave*,
-       *all_errors*).
+       the *trace* and *nat64* arguments; ``TCP_NODELAY`` is set on the
+       socket; the keywords of :meth:`asyncio.loop.create_connection` that
+       concern the TCP connection (*local_addr*, *happy_eyeballs_delay*,
+       *interleave*, *all_errors*).
     """
     chosen_delay = _check_connection_keywords(
         host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
@@ -728,7 +725,7 @@ async def create_connected_sock(
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
         local_addr, chosen_delay, resolver, raise_exc_group or all_errors,
-        interleave, None, trace,
+        interleave, None, trace, nat64,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -761,6 +758,7 @@ def _prepare(
         # comparisons; anything else goes through the full checks.
         _typeof(host) is str
         and host
+        and "\0" not in host
         and _typeof(port) is int
         and 0 <= port <= 65535
         and resolver is concurrent_resolver
@@ -839,6 +837,7 @@ async def create_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :meth:`asyncio.loop.create_connection`.
@@ -873,6 +872,7 @@ async def create_connection(
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connected_sock`; here the TLS handshake
             is traced too.
+        nat64: See :func:`create_connected_sock`.
 
     Returns:
         ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
@@ -896,7 +896,8 @@ async def create_connection(
 
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
-       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), and *trace*.
+       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*
+       and *nat64*.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
@@ -909,7 +910,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64,
     )  # fmt: skip
     return result
 
@@ -931,6 +932,7 @@ async def _create_connection(
     first_addr_family_count: int | None,
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
+    nat64: Nat64Setting = True,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
@@ -941,6 +943,8 @@ async def _create_connection(
     the caller and the socket's ``connect`` is paid for again each time the
     connection waits.
     """
+    if nat64 is not True:
+        nat64 = check_setting(nat64)
     if trace is not None or (
         # The "async_stagger" logger gets the events when it is enabled for
         # DEBUG: one check per connection when it is not.
@@ -951,7 +955,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None,
+                first_addr_family_count, tls, None, nat64,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -980,6 +984,7 @@ async def _create_connection(
                 remote = _resolve_checked(
                     host, port, family, _SOCK_STREAM, proto, flags,
                     raise_exc_group=raise_exc_group,
+                    nat64=nat64,
                 )  # fmt: skip
             else:
                 remote = _resolve_checked(
@@ -989,18 +994,21 @@ async def _create_connection(
                     # asyncio's interleave=0: the order as getaddrinfo gave
                     # it, neither sorted nor interleaved.
                     sorter=_sort_addresses if first_addr_family_count else None,
+                    nat64=nat64,
                 )  # fmt: skip
         else:
             # The keywords of the 0.4 resolver contract, and of the others
             # only those asked for and declared by the resolver, so custom
             # resolvers written for async_stagger 0.4 keep working.
             options: dict[str, Any] = {}
-            if first_addr_family_count or raise_exc_group:
+            if first_addr_family_count or raise_exc_group or nat64 is not True:
                 taken = extra_keywords_taken(resolver)
                 if first_addr_family_count and "first_addr_family_count" in taken:
                     options["first_addr_family_count"] = first_addr_family_count
                 if raise_exc_group and "raise_exc_group" in taken:
                     options["raise_exc_group"] = True
+                if nat64 is not True and "nat64" in taken:
+                    options["nat64"] = nat64
             remote = resolver(
                 host,
                 port,
@@ -1037,7 +1045,7 @@ async def _create_connection(
         try:
             return await loop.create_connection(protocol_factory, sock=winner)
         except BaseException as exc:
-            winner.close()
+            _let_go_of_handed_over(loop, winner)
             emit("connection_failed", error=exc)
             raise
     # RFC 8305 §5 (and what asyncio does): the TCP race picked the winner,
@@ -1049,14 +1057,43 @@ async def _create_connection(
             protocol_factory, sock=winner, **tls
         )
     except BaseException as exc:
-        # The transport closes the socket it was given when the handshake
-        # fails; close it here too in case the loop failed before making one.
-        winner.close()
+        _let_go_of_handed_over(loop, winner)
         emit("tls_failed", address=peer, error=exc)
         emit("connection_failed", error=exc)
         raise
     emit("tls_succeeded", address=peer)
     return transport, protocol
+
+
+def _let_go_of_handed_over(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket
+) -> None:
+    """Clean up after ``loop.create_connection(sock=sock)`` failed or was
+    cancelled.
+
+    The rule: once a socket has been handed to a transport, only the
+    transport closes it (we abort the transport); we close the socket
+    ourselves only while no transport exists. A cancellation just after a
+    TLS handshake makes asyncio's ``create_connection`` call ``close()`` on
+    its SSL transport, which starts a TLS shutdown (up to
+    ``ssl_shutdown_timeout``, 30 s) with the socket still registered on the
+    loop; closing the socket under it freed its descriptor number, and the
+    next socket given that number failed with "File descriptor N is used by
+    transport". Aborting ends that transport at once and lets it close its
+    own socket.
+    """
+    if sock.fileno() == -1:
+        return  # the transport has closed it already
+    # asyncio's selector loops keep every live transport by descriptor
+    # (``_transports``, which their ``add_reader`` checks); another loop
+    # (uvloop, the proactor) has no such table and, when its
+    # create_connection fails, leaves the socket to the caller.
+    transports = getattr(loop, "_transports", None)
+    transport = transports.get(sock.fileno()) if transports is not None else None
+    if transport is not None and getattr(transport, "_sock", None) is sock:
+        transport.abort()  # it closes the socket itself, in its next step
+    else:
+        sock.close()
 
 
 def _peer(sock: socket.socket) -> tuple[Any, ...] | None:
@@ -1090,6 +1127,7 @@ async def open_connection(
     resolver: Resolver = concurrent_resolver,
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
+    nat64: Nat64Setting = True,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :func:`asyncio.open_connection`.
@@ -1117,6 +1155,7 @@ async def open_connection(
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
+        nat64: See :func:`create_connected_sock`.
 
     Returns:
         ``(reader, writer)``, as :func:`asyncio.open_connection`.
@@ -1145,7 +1184,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer

@@ -49,6 +49,10 @@ LOGGER: logging.Logger = logging.getLogger("async_stagger")
 #: - ``"resolution_started"``: a lookup for ``family`` began (``host``).
 #: - ``"resolution_answered"``: the ``family`` lookup returned ``addresses``.
 #: - ``"resolution_failed"``: the ``family`` lookup raised ``error``.
+#: - ``"nat64_synthesized"``: with no IPv4 route, the IPv4 address
+#:   ``synthesized_from`` of ``host`` is to be reached as ``address``, in
+#:   the NAT64 prefix ``nat64_prefix`` learnt from ``nat64_origin``
+#:   (``"ipv4only.arpa"`` or ``"nat64="``).
 #: - ``"attempt_started"``: attempt ``index`` to ``address`` began
 #:   (bound to ``local_address`` when one was given).
 #: - ``"attempt_failed"``: attempt ``index`` raised ``error``.
@@ -62,6 +66,7 @@ EventKind = Literal[
     "resolution_started",
     "resolution_answered",
     "resolution_failed",
+    "nat64_synthesized",
     "attempt_started",
     "attempt_failed",
     "attempt_cancelled",
@@ -88,6 +93,15 @@ class TraceEvent:
         local_address: The local address an attempt was bound to, if any.
         addresses: The socket addresses a lookup answered with.
         error: The exception, for failure events.
+        synthesized_from: The IPv4 socket address a NAT64 address stands
+            for.
+        nat64_prefix: The NAT64 prefix it was synthesized with
+            (``"64:ff9b::/96"``).
+        nat64_origin: Where that prefix came from: ``"ipv4only.arpa"``
+            (discovered, RFC 7050) or ``"nat64="`` (given).
+
+    .. versionadded:: 1.0
+       the ``nat64_synthesized`` event and its three fields.
     """
 
     kind: EventKind
@@ -99,6 +113,9 @@ class TraceEvent:
     local_address: tuple[Any, ...] | None = None
     addresses: tuple[tuple[Any, ...], ...] | None = None
     error: BaseException | None = None
+    synthesized_from: tuple[Any, ...] | None = None
+    nat64_prefix: str | None = None
+    nat64_origin: str | None = None
 
 
 #: The signature of a trace callback. It is called synchronously, in the event

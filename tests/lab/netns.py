@@ -48,6 +48,7 @@ _NAME_PATTERN = re.compile(rf"^{re.escape(NAME_PREFIX)}(\d+)-(\d+)$")
 _counter = itertools.count(1)
 
 NETNS_ETC = Path("/etc/netns")
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 TESTS_DIR = Path(__file__).resolve().parent.parent
 DNS_SERVER = Path(__file__).resolve().parent / "dns_server.py"
 
@@ -188,7 +189,7 @@ class Namespace:
         self._closed = False
 
     @classmethod
-    def create(cls, *, extra_addresses: int = 3) -> Namespace:
+    def create(cls, *, extra_addresses: int = 3, ipv4: bool = True) -> Namespace:
         """Make a namespace with ``lo`` up, *extra_addresses* addresses of
         each family on it, a hosts file naming only ``localhost``, and a
         resolv.conf pointing at 127.0.0.1 (where nothing answers until
@@ -196,6 +197,10 @@ class Namespace:
 
         Args:
             extra_addresses: how many ``10.77.0.N`` and ``fd00:5eed::N`` to add.
+            ipv4: ``False`` for an IPv6-only network: no ``10.77.0.N``, no
+                IPv4 address but 127.0.0.1 on ``lo`` (where the DNS server
+                listens), so no IPv4 route leads anywhere, and an IPv6
+                default route to ``lo``.
 
         Returns:
             The namespace; call :meth:`close` when done.
@@ -216,8 +221,13 @@ class Namespace:
             namespace.write_hosts({})
             namespace._write_resolv_conf(timeout=1)
             _ip("-n", name, "link", "set", "lo", "up")
+            if not ipv4:
+                # What an IPv6-only network has: an IPv6 default route (to
+                # lo: nothing leaves), and none for IPv4.
+                _ip("-n", name, "-6", "route", "add", "default", "dev", "lo")
             for n in range(1, extra_addresses + 1):
-                namespace.add_address(f"10.77.0.{n}")
+                if ipv4:
+                    namespace.add_address(f"10.77.0.{n}")
                 namespace.add_address(f"fd00:5eed::{n}")
         except BaseException:
             namespace.close()
@@ -249,7 +259,9 @@ class Namespace:
             interface = ipaddress.ip_interface(address)
         except ValueError:
             raise ValueError(f"not an IP address: {address!r}") from None
-        if not interface.ip.is_private:
+        # NAT64's Well-Known Prefix (RFC 6052) too: the NAT64 tests stand
+        # in for the gateway with its addresses, which exist only inside.
+        if not interface.ip.is_private and interface.ip not in NAT64_PREFIX:
             raise ValueError(
                 f"{address!r} is not a private address; the lab only uses "
                 f"private, loopback and unique-local ones"

@@ -3,7 +3,7 @@
 ``lab`` hands out a :class:`~lab.Lab` closed at teardown; ``working``,
 ``refusing``, ``blackholed`` and ``slow`` are shortcuts for one IPv4 endpoint
 of that kind on an address of its own; ``netns`` (root only) a fresh network
-namespace.
+namespace, ``netns_ipv6_only`` one without IPv4.
 """
 
 from __future__ import annotations
@@ -63,6 +63,18 @@ def netns() -> Iterator[Namespace]:
     if reason is not None:
         pytest.skip(reason)
     with Namespace.create() as namespace:
+        yield namespace
+
+
+@pytest.fixture
+def netns_ipv6_only() -> Iterator[Namespace]:
+    """Like ``netns``, an IPv6-only network: no IPv4 address but 127.0.0.1
+    (the lab's DNS server's), so no IPv4 route to anywhere, and an IPv6
+    default route to ``lo``."""
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with Namespace.create(ipv4=False) as namespace:
         yield namespace
 
 

@@ -1,0 +1,588 @@
+"""Client libraries with and without their async_stagger integration.
+
+Run with ``python benchmarks/clients.py`` (``--help`` for options). For each
+client that is installed (asyncio streams, websockets, redis.asyncio,
+aiohttp, httpx), it prints the time to first byte of one request on a new
+connection, without the integration (the client as it comes) and with it:
+
+* ``happy path``: the name has one working address; microseconds per
+  request, median of several rounds of sequential requests (each on a new
+  connection, since connecting is what the integration changes), and the
+  ratio with/without (the integration's cost; the target is at most 1.05);
+* ``blackholed first``: the name's first address drops SYNs, the second
+  works;
+* ``refused first``: the name's first address refuses, the second works;
+* ``AAAA lost`` (root only: a network namespace of the test lab, whose DNS
+  server answers A at once and never answers AAAA; resolv.conf has glibc's
+  default ``timeout:5``): the real glibc ``getaddrinfo``.
+
+Outside the namespace, names resolve through a scripted ``getaddrinfo`` on
+the benchmark's event loop that answers at once (no thread, no DNS): the
+same for both sides. The servers (HTTP/1.1 answering with ``Connection:
+close``, WebSocket, redis-server when installed) run in a child process on
+loopback. A side that has not got its first byte after ``--give-up``
+seconds is reported as given up (a blackholed address without Happy
+Eyeballs waits for the kernel's TCP timeout, minutes).
+
+Integrations: streams, websockets and redis run on
+:class:`async_stagger.eventloop.HappyEyeballsEventLoop`; aiohttp gets
+``TCPConnector(resolver=HappyEyeballsResolver())``; httpx gets
+``AsyncClient(transport=HappyEyeballsTransport())``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+TESTS_DIR = str(ROOT / "tests")
+
+from async_stagger.eventloop import HappyEyeballsEventLoop  # noqa: E402
+
+NAME = "service.bench.test"
+#: What the clients connect to: NAME, or an IP literal for the happy path.
+TARGET = NAME
+
+# -- the servers (a child process) -------------------------------------------------
+
+_SERVER = """
+import asyncio, json, sys
+HOST = sys.argv[1]
+
+async def http(reader, writer):
+    try:
+        await reader.readuntil(b"\\r\\n\\r\\n")
+        writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n"
+                     b"Connection: close\\r\\n\\r\\nok")
+        await writer.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    writer.close()
+
+async def main():
+    http_server = await asyncio.start_server(http, HOST, 0, backlog=1024)
+    ports = {"http": http_server.sockets[0].getsockname()[1]}
+    try:
+        from websockets.asyncio.server import serve
+    except ImportError:
+        serve = None
+    if serve is not None:
+        async def greet(ws):
+            await ws.send("ok")
+        ws_server = await serve(greet, HOST, 0, compression=None)
+        ports["ws"] = ws_server.sockets[0].getsockname()[1]
+    print(json.dumps(ports), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def servers(host: str) -> Iterator[dict[str, int]]:
+    """HTTP and WebSocket servers (and redis-server, when installed) on
+    *host* in child processes; yields their ports."""
+    children: list[subprocess.Popen[str]] = []
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, host], stdout=subprocess.PIPE, text=True
+        )
+        children.append(child)
+        assert child.stdout is not None
+        ports: dict[str, int] = json.loads(child.stdout.readline())
+        binary = shutil.which("redis-server")
+        if binary is not None:
+            port = free_port(host)
+            redis = subprocess.Popen(
+                [
+                    binary,
+                    "--bind",
+                    host,
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--loglevel",
+                    "warning",
+                    # Bound to one address of its own (in the namespace: not
+                    # loopback, which protected mode would insist on).
+                    "--protected-mode",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+                text=True,
+            )
+            children.append(redis)
+            wait_listening(host, port)
+            ports["redis"] = port
+        yield ports
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_listening(host: str, port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def blackhole(host: str, port: int) -> Iterator[None]:
+    """*host*:*port* drops SYNs: a listener whose accept queue is full."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((host, port))
+            fillers.append(filler)
+        time.sleep(0.05)
+        yield
+    finally:
+        for filler in fillers:
+            filler.close()
+        sock.close()
+
+
+@contextlib.contextmanager
+def refusing(host: str, port: int) -> Iterator[None]:
+    """*host*:*port* refuses: bound, not listening."""
+    sock = socket.socket()
+    sock.bind((host, port))
+    try:
+        yield
+    finally:
+        sock.close()
+
+
+# -- the clients --------------------------------------------------------------------
+
+
+class _Answers:
+    """A scripted getaddrinfo on the loop: NAME -> IPv4 addresses, at once."""
+
+    answers: ClassVar[dict[int, list[str]]] = {}  # port -> addresses
+    #: False inside the namespace: the real getaddrinfo answers there.
+    scripted: ClassVar[bool] = True
+
+    async def getaddrinfo(
+        self, host: Any, port: Any, *, family: int = 0, type: int = 0, **kw: Any
+    ) -> list[Any]:
+        real: Any = super().getaddrinfo  # type: ignore[misc]
+        if not self.scripted:
+            return await real(host, port, family=family, type=type, **kw)  # type: ignore[no-any-return]
+        name = host.decode("idna") if isinstance(host, bytes) else host
+        if name != NAME:
+            # Only IP literals go to the real getaddrinfo (no lookup for
+            # them): no name may reach the machine's resolver.
+            try:
+                socket.inet_pton(
+                    socket.AF_INET6 if ":" in name else socket.AF_INET, name
+                )
+            except (OSError, TypeError):
+                raise socket.gaierror(
+                    socket.EAI_NONAME, f"{host!r}: not scripted"
+                ) from None
+            return await real(host, port, family=family, type=type, **kw)  # type: ignore[no-any-return]
+        # In the default executor, as asyncio's own getaddrinfo runs: the
+        # thread hop is part of what a lookup costs either way.
+        loop: Any = self
+        return await loop.run_in_executor(None, self._answer, int(port), family)  # type: ignore[no-any-return]
+
+    def _answer(self, port: int, family: int) -> list[Any]:
+        if family not in (0, socket.AF_INET):
+            raise socket.gaierror(socket.EAI_NONAME, "no such address")
+        addresses = self.answers.get(port, ["127.0.0.1"])
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in addresses
+        ]
+
+
+class PlainLoop(_Answers, asyncio.SelectorEventLoop):
+    pass
+
+
+class OurLoop(_Answers, HappyEyeballsEventLoop):
+    pass
+
+
+Request = Callable[[dict[str, int]], Awaitable[None]]
+
+
+async def streams_request(ports: dict[str, int]) -> None:
+    reader, writer = await asyncio.open_connection(TARGET, ports["http"])
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.read(1)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def websockets_request(ports: dict[str, int]) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://{TARGET}:{ports['ws']}/", compression=None) as ws:
+        await ws.recv()
+
+
+async def redis_request(ports: dict[str, int]) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(host=TARGET, port=ports["redis"])
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+class Session:
+    """A client kept across requests (as a program keeps one), each request
+    on a new connection (the server closes every connection)."""
+
+    def __init__(self, kind: str, ours: bool) -> None:
+        self.kind = kind
+        self.ours = ours
+        self.client: Any = None
+
+    async def __aenter__(self) -> Session:
+        if self.kind.startswith("aiohttp"):
+            import aiohttp
+
+            from async_stagger.integrations.aiohttp import HappyEyeballsResolver
+
+            options: dict[str, Any] = {"force_close": True}
+            if self.kind == "aiohttp (no cache)":
+                # Every request resolves, as on a DNS cache miss.
+                options["use_dns_cache"] = False
+            if self.ours:
+                options["resolver"] = HappyEyeballsResolver()
+            self.client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(**options)
+            )
+        else:
+            import httpx
+
+            from async_stagger.integrations.httpx import HappyEyeballsTransport
+
+            transport = HappyEyeballsTransport() if self.ours else None
+            self.client = httpx.AsyncClient(transport=transport)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.kind == "httpx":
+            await self.client.aclose()
+        else:
+            await self.client.close()
+
+    async def request(self, ports: dict[str, int]) -> None:
+        url = f"http://{TARGET}:{ports['http']}/"
+        if self.kind.startswith("aiohttp"):
+            async with self.client.get(url) as response:
+                await response.content.read(1)
+        else:
+            async with self.client.stream("GET", url) as response:
+                async for _ in response.aiter_raw():
+                    break
+
+
+CLIENTS = ["streams", "websockets", "redis", "aiohttp", "aiohttp (no cache)", "httpx"]
+ON_LOOP = {
+    "streams": streams_request,
+    "websockets": websockets_request,
+    "redis": redis_request,
+}
+
+
+def available(kind: str, ports: dict[str, int]) -> str | None:
+    """Why *kind* cannot be measured here, or None."""
+    module = None if kind == "streams" else kind.split()[0]
+    if module is not None:
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed"
+    if kind == "websockets" and "ws" not in ports:
+        return "websockets is not installed"
+    if kind == "redis" and "redis" not in ports:
+        return "redis-server is not installed"
+    return None
+
+
+async def _timed_requests(
+    kind: str, ours: bool, ports: dict[str, int], count: int, give_up: float
+) -> tuple[list[float], float]:
+    """Seconds to first byte of each of *count* sequential requests, and the
+    process's CPU seconds for all of them (executor threads included)."""
+    times = []
+    async with contextlib.AsyncExitStack() as stack:
+        if kind in ON_LOOP:
+            request = ON_LOOP[kind]
+        else:
+            session = await stack.enter_async_context(Session(kind, ours))
+            request = session.request
+        cpu = time.process_time()
+        for _ in range(count):
+            start = time.perf_counter()
+            async with asyncio.timeout(give_up):
+                await request(ports)
+            times.append(time.perf_counter() - start)
+        cpu = time.process_time() - cpu
+    return times, cpu
+
+
+def measure(
+    kind: str, ours: bool, ports: dict[str, int], count: int, give_up: float
+) -> tuple[list[float], float] | str:
+    """Run *count* requests on a fresh loop; what went wrong, if anything
+    ("gave up", or the client's exception and when it came)."""
+    # Streams, websockets and redis get the integration from the loop;
+    # aiohttp and httpx from their own options, on a plain loop.
+    factory = OurLoop if ours and kind in ON_LOOP else PlainLoop
+    start = time.perf_counter()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        try:
+            return runner.run(_timed_requests(kind, ours, ports, count, give_up))
+        except Exception as exc:
+            took = time.perf_counter() - start
+            if isinstance(exc, TimeoutError) and took >= give_up:
+                return "gave up"
+            # The client's own timeout, or another failure.
+            return f"{type(exc).__name__} {took:.1f} s"
+
+
+def show(
+    label: str, without: float | str | None, with_: float | str | None, unit: str
+) -> str:
+    def fmt(value: float | str | None) -> str:
+        if value is None:
+            return "gave up"
+        if isinstance(value, str):
+            return value
+        return f"{value * 1e6:,.0f} µs" if unit == "us" else f"{value:.4f} s"
+
+    ratio = (
+        f"{with_ / without:.3g}x"
+        if isinstance(without, float) and isinstance(with_, float)
+        else "-"
+    )
+    return f"  {label:<18}{fmt(without):>18}{fmt(with_):>14}{ratio:>9}"
+
+
+def happy_path(ports: dict[str, int], args: argparse.Namespace, target: str) -> None:
+    global TARGET
+    TARGET = target
+    what = "an IP literal" if target != NAME else "a name (scripted getaddrinfo)"
+    print(
+        f"happy path, {what}: µs per request on a new connection,"
+        f" {args.rounds} rounds of {args.count}; CPU (this process, threads"
+        f" included; best round) and wall clock (median)"
+    )
+    print(
+        f"  {'client':<18}{'CPU without':>18}{'with':>14}{'ratio':>9}"
+        f"{'wall without':>18}{'with':>14}{'ratio':>9}"
+    )
+    _Answers.answers.clear()
+    for kind in CLIENTS:
+        reason = available(kind, ports)
+        if reason is not None:
+            print(f"  {kind:<18}skipped: {reason}")
+            continue
+        cpu: dict[bool, list[float]] = {False: [], True: []}
+        wall: dict[bool, list[float]] = {False: [], True: []}
+        for ours in (False, True):
+            measure(kind, ours, ports, 20, args.give_up)  # warm up
+        for _ in range(args.rounds):
+            for ours in (False, True):  # alternate: drift hits both alike
+                measured = measure(kind, ours, ports, args.count, args.give_up)
+                assert not isinstance(measured, str), measured
+                times, seconds = measured
+                cpu[ours].append(seconds / len(times))
+                wall[ours].append(statistics.median(times))
+        # CPU: the best round (other processes only ever add to it); wall
+        # clock: the median.
+        cpu_line = show(kind, min(cpu[False]), min(cpu[True]), "us")
+        wall_line = show(
+            "", statistics.median(wall[False]), statistics.median(wall[True]), "us"
+        )
+        print(cpu_line + wall_line[20:])
+    TARGET = NAME
+
+
+def broken(ports: dict[str, int], args: argparse.Namespace, scenario: str) -> None:
+    print(f"{scenario}: seconds to first byte, median of {args.repeat}")
+    print(f"  {'client':<18}{'without':>18}{'with':>14}{'ratio':>9}")
+    helper = blackhole if scenario == "blackholed first" else refusing
+    with contextlib.ExitStack() as stack:
+        _Answers.answers.clear()
+        for port in ports.values():
+            stack.enter_context(helper("127.0.0.2", port))
+            _Answers.answers[port] = ["127.0.0.2", "127.0.0.1"]
+        for kind in CLIENTS:
+            reason = available(kind, ports)
+            if reason is not None:
+                print(f"  {kind:<18}skipped: {reason}")
+                continue
+            figures: list[float | str | None] = []
+            for ours in (False, True):
+                times: list[float] = []
+                failed: str | None = None
+                for _ in range(args.repeat):
+                    one = measure(kind, ours, ports, 1, args.give_up)
+                    if isinstance(one, str):
+                        failed = one  # no need to wait that long again
+                        break
+                    times.append(one[0][0])
+                figures.append(failed or statistics.median(times))
+            print(show(kind, figures[0], figures[1], "s"))
+    _Answers.answers.clear()
+
+
+# -- AAAA lost, inside a network namespace -----------------------------------------
+
+_INSIDE = """
+import json, runpy, sys
+sys.argv = ["clients.py", "--inside-netns", {ports!r}, "--give-up", {give_up!r}]
+runpy.run_path({path!r}, run_name="__main__")
+"""
+
+
+def aaaa_lost(args: argparse.Namespace) -> None:
+    print(
+        f"AAAA lost (real getaddrinfo, namespace DNS server, resolv.conf "
+        f"timeout:{args.resolver_timeout}): seconds to first byte"
+    )
+    sys.path.insert(0, TESTS_DIR)
+    from lab import Namespace, netns_unavailable_reason  # type: ignore[import-not-found]
+
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        print(f"  skipped (needs root and network namespaces): {reason}")
+        return
+    with Namespace.create() as namespace:
+        namespace.dns(
+            {(NAME, "A"): ["10.77.0.2"], (NAME, "AAAA"): ["fd00:5eed::9"]},
+            drop={"AAAA"},
+            resolver_timeout=args.resolver_timeout,
+        )
+        code = (
+            "import runpy, sys\n"
+            f"sys.argv = ['clients.py', '--serve-netns', '10.77.0.2']\n"
+            f"runpy.run_path({str(Path(__file__))!r}, run_name='__main__')\n"
+        )
+        server = namespace.start_python(code)
+        assert server.stdout is not None
+        ports = server.stdout.readline().strip()
+        if not ports:
+            error = server.stderr.read() if server.stderr else ""
+            print(f"  the servers did not start: {error}")
+            return
+        inside = _INSIDE.format(
+            ports=ports, give_up=str(args.give_up), path=str(Path(__file__))
+        )
+        done = namespace.run_python(inside, timeout=600)
+        if done.returncode != 0:
+            print(f"  failed: {done.stderr}")
+            return
+        print(f"  {'client':<18}{'without':>18}{'with':>14}{'ratio':>9}")
+        for line in done.stdout.splitlines():
+            kind, without, with_ = json.loads(line)
+            if with_ is None:
+                print(f"  {kind:<18}skipped: {without}")
+                continue
+            print(show(kind, without, with_, "s"))
+
+
+def inside_netns(ports: dict[str, int], give_up: float) -> None:
+    """Measure each client once per side against the real resolver."""
+    _Answers.scripted = False
+    for kind in CLIENTS:
+        reason = available(kind, ports)
+        if reason is not None:
+            print(json.dumps([kind, reason, None]), flush=True)  # skipped
+            continue
+        figures = []
+        for ours in (False, True):
+            one = measure(kind, ours, ports, 1, give_up)
+            figures.append(one if isinstance(one, str) else one[0][0])
+        print(json.dumps([kind, *figures]), flush=True)
+
+
+def serve_netns(host: str) -> None:
+    with servers(host) as ports:
+        print(json.dumps(ports), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="broken-network runs")
+    parser.add_argument("--give-up", type=float, default=20.0, help="seconds")
+    parser.add_argument("--resolver-timeout", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=["happy", "blackholed", "refused", "aaaa"], default=None
+    )
+    parser.add_argument("--inside-netns", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-netns", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_netns:
+        serve_netns(args.serve_netns)
+        return
+    if args.inside_netns:
+        inside_netns(json.loads(args.inside_netns), args.give_up)
+        return
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    with servers("127.0.0.1") as ports:
+        if args.only in (None, "happy"):
+            happy_path(ports, args, "127.0.0.1")
+            happy_path(ports, args, NAME)
+        if args.only in (None, "blackholed"):
+            broken(ports, args, "blackholed first")
+        if args.only in (None, "refused"):
+            broken(ports, args, "refused first")
+    if args.only in (None, "aaaa"):
+        aaaa_lost(args)
+
+
+if __name__ == "__main__":
+    main()
