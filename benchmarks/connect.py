@@ -17,7 +17,12 @@ works (the addresses come from a ``getaddrinfo`` that answers at once, so no
 executor thread is measured; trio gets the same answers through its custom
 hostname resolver hook). Then it times a connection whose first address
 is blackholed (its accept queue is full, so SYNs are dropped): that should
-take the connection attempt delay plus a few milliseconds.
+take the connection attempt delay plus a few milliseconds. Last, with TLS, a
+first address that accepts TCP but never answers the TLS ClientHello (the
+test lab's hung-TLS endpoint; needs the test extra's trustme): the TLS-aware
+race connects to the second address at the delay plus one handshake, where a
+TCP race (asyncio's, or ours with ``race_tls=False``) picks the hung address
+and fails when ``ssl_handshake_timeout`` runs out.
 
 The listeners are plain kernel sockets accepted by a child process, so the
 server's work stays out of the process being measured.
@@ -431,6 +436,83 @@ def measure_blackhole(repeat: int) -> None:
         )
 
 
+def measure_hung_tls(repeat: int, handshake_timeout: float) -> None:
+    """Time to connected when the first address stalls TLS."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    try:
+        from lab import Lab  # type: ignore[import-not-found]
+    except ImportError as exc:  # trustme is a test extra
+        print(f"\nfirst address stalls TLS: skipped ({exc})")
+        return
+    print(
+        f"\nTLS, first address accepts TCP but never answers TLS, second works"
+        f" (delay {DELAY} s; ssl_handshake_timeout {handshake_timeout:g} s,"
+        f" 60 s by default):"
+    )
+    with Lab() as lab:
+        port = lab.free_port()
+        hung = lab.hung_tls("127.0.0.6", port)
+        server = lab.working("127.0.0.7", port, tls=True)
+        FixedAnswers.answers = {"hung.lab.test": [hung.host, server.host]}
+        context = lab.client_ssl_context()
+
+        async def resolver(host: Any, p: Any, **_: Any) -> Any:
+            yield hung.addrinfo
+            yield server.addrinfo
+
+        async def ours(race_tls: bool) -> Any:
+            return await connection.open_connection(
+                "hung.lab.test",
+                port,
+                ssl=context,
+                delay=DELAY,
+                resolver=resolver,
+                ssl_handshake_timeout=handshake_timeout,
+                race_tls=race_tls,
+            )
+
+        async def asyncio_he() -> Any:
+            return await asyncio.open_connection(
+                "hung.lab.test",
+                port,
+                ssl=context,
+                happy_eyeballs_delay=DELAY,
+                ssl_handshake_timeout=handshake_timeout,
+            )
+
+        async def timed(connect: Callable[[], Awaitable[Any]]) -> tuple[float, str]:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            try:
+                _, writer = await connect()
+            except (OSError, TimeoutError) as exc:
+                return loop.time() - start, f"failed: {type(exc).__name__}"
+            took = loop.time() - start
+            peer = writer.get_extra_info("peername")[0]
+            writer.close()
+            await writer.wait_closed()
+            return took, f"connected to {peer}"
+
+        def run(connect: Callable[[], Awaitable[Any]]) -> tuple[float, str]:
+            with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+                return runner.run(timed(connect))
+
+        raced = [run(lambda: ours(True)) for _ in range(repeat)]
+        times = [took for took, _ in raced]
+        outcomes = sorted({outcome for _, outcome in raced})
+        print(
+            f"  {'async_stagger open_connection':38s}"
+            f" {min(times) * 1e3:8.1f} ms best, {statistics.median(times) * 1e3:.1f}"
+            f" ms median: {', '.join(outcomes)}"
+        )
+        others = {"async_stagger race_tls=False": lambda: ours(False)}
+        if LOOP_FACTORY is FixedAnswers:  # uvloop has no happy_eyeballs_delay
+            others["asyncio happy_eyeballs_delay=0.25"] = asyncio_he
+        for name, connect in others.items():
+            took, outcome = run(connect)
+            print(f"  {name:38s} {took * 1e3:8.1f} ms: {outcome}")
+
+
 def profile(count: int) -> None:
     """Where the time of our IP-literal connection goes, by module."""
     import collections
@@ -545,6 +627,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--blackhole-repeat", type=int, default=5)
     parser.add_argument(
+        "--tls-handshake-timeout",
+        type=float,
+        default=2.0,
+        help="ssl_handshake_timeout for the hung-TLS comparison (default 2 s)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also profile our IP-literal path"
     )
     parser.add_argument(
@@ -572,7 +660,7 @@ def main() -> None:
     parser.add_argument(
         "--no-timing",
         action="store_true",
-        help="skip the CPU and wall-clock tables (with --instructions: counts only)",
+        help="skip the timed measurements (with --instructions: counts only)",
     )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -588,6 +676,7 @@ def main() -> None:
     if not args.no_timing:
         measure(args.count, args.rounds)
         measure_blackhole(args.blackhole_repeat)
+        measure_hung_tls(args.blackhole_repeat, args.tls_handshake_timeout)
     if args.instructions:
         measure_instructions(args.instructions, every_client=args.every_client)
     if args.profile:

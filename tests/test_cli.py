@@ -147,6 +147,7 @@ def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
         (["127.0.0.1", "80", "--no-such-option"], "--no-such-option"),
         (["127.0.0.1", "80", "--cafile", "ca.pem"], "need --tls"),
         (["127.0.0.1", "80", "--insecure"], "need --tls"),
+        (["127.0.0.1", "80", "--no-tls-race"], "need --tls"),
         (["demo", "--delay", "-1"], "'-1'"),
         (["demo", "--timeout", "0"], "'0'"),
         (["demo", "extra"], "extra"),
@@ -353,16 +354,34 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         server.close()
 
 
-def test_tls_handshake_runs_on_the_winner(
+def test_tls_handshake_is_shown_per_attempt_before_the_winner(
     capsys: pytest.CaptureFixture[str], tls_server: tuple[int, Path]
 ) -> None:
     port, cafile = tls_server
     assert main(["127.0.0.1", str(port), "--tls", "--cafile", str(cafile)]) == 0
     texts = [text for _, text in timeline_lines(capsys.readouterr().out)]
-    assert texts.index("TLS handshake started") < texts.index("TLS handshake done")
+    attempt = f"attempt #0 to 127.0.0.1:{port}"
+    assert texts.index(f"{attempt}: TLS handshake started") < texts.index(
+        f"{attempt}: TLS handshake done"
+    )
+    assert texts.index(f"{attempt}: TLS handshake done") < texts.index(
+        f"{attempt} connected: the winner"
+    )
     assert re.match(
         r"=> connected to 127\.0\.0\.1:\d+ from .* with TLSv1\.[23]", texts[-1]
     )
+
+
+def test_no_tls_race_does_tls_on_the_tcp_winner(
+    capsys: pytest.CaptureFixture[str], tls_server: tuple[int, Path]
+) -> None:
+    port, cafile = tls_server
+    argv = ["127.0.0.1", str(port), "--tls", "--cafile", str(cafile), "--no-tls-race"]
+    assert main(argv) == 0
+    texts = [text for _, text in timeline_lines(capsys.readouterr().out)]
+    winner = texts.index(f"attempt #0 to 127.0.0.1:{port} connected: the winner")
+    assert winner < texts.index("TLS handshake started")
+    assert texts.index("TLS handshake started") < texts.index("TLS handshake done")
 
 
 def test_untrusted_certificate_fails_with_exit_1(
@@ -372,10 +391,11 @@ def test_untrusted_certificate_fails_with_exit_1(
     assert main(["127.0.0.1", str(port), "--tls"]) == 1
     captured = capsys.readouterr()
     assert "CERTIFICATE_VERIFY_FAILED" in captured.err
-    assert any(
-        text.startswith("TLS handshake failed")
-        for _, text in timeline_lines(captured.out)
-    )
+    texts = [text for _, text in timeline_lines(captured.out)]
+    attempt = f"attempt #0 to 127.0.0.1:{port}"
+    failed = texts.index(f"{attempt}: TLS handshake failed")
+    # The error once, on the attempt's own line.
+    assert texts[failed + 1].startswith(f"{attempt} failed: SSLCertVerificationError")
 
 
 def test_an_unreadable_ca_file_is_bad_usage(
@@ -399,10 +419,9 @@ def test_insecure_skips_certificate_verification(
     port, _ = tls_server
     assert main(["127.0.0.1", str(port), "--tls", "--insecure", "--json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [e["kind"] for e in events if e["kind"].startswith("tls")] == [
-        "tls_started",
-        "tls_succeeded",
-    ]
+    tls_events = [e for e in events if e["kind"].startswith("tls")]
+    assert [e["kind"] for e in tls_events] == ["tls_started", "tls_succeeded"]
+    assert [e["index"] for e in tls_events] == [0, 0]
     assert events[-1]["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
 
 

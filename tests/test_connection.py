@@ -546,7 +546,9 @@ async def test_local_addr_joins_local_addrs(lab: Lab) -> None:
 # -- TLS
 
 
-async def test_tls_handshake_runs_on_the_winner_and_round_trips(lab: Lab) -> None:
+async def test_tls_handshake_runs_on_the_connected_attempt_and_round_trips(
+    lab: Lab,
+) -> None:
     dead = lab.refusing("127.0.0.2")
     server = lab.working("127.0.0.5", tls=True)
     events: list[TraceEvent] = []
@@ -560,8 +562,10 @@ async def test_tls_handshake_runs_on_the_winner_and_round_trips(lab: Lab) -> Non
     assert writer.get_extra_info("ssl_object") is not None
     await round_trip(reader, writer)
     kinds = [event.kind for event in events]
-    assert kinds[-2:] == ["tls_started", "tls_succeeded"]
+    # The refused attempt never got to TLS; the winner won by its handshake.
+    assert kinds[-3:] == ["tls_started", "tls_succeeded", "attempt_succeeded"]
     assert kinds.count("tls_started") == 1
+    assert [e.index for e in events if e.kind.startswith("tls")] == [1, 1]
 
 
 async def test_tls_server_hostname_defaults_to_host(lab: Lab) -> None:
@@ -590,7 +594,11 @@ async def test_failed_tls_handshake_closes_the_socket(lab: Lab) -> None:
             trace=events.append,
         )
     await assert_sockets_back_to(before)
-    assert [event.kind for event in events][-2:] == ["tls_failed", "connection_failed"]
+    assert [event.kind for event in events][-3:] == [
+        "tls_failed",
+        "attempt_failed",
+        "connection_failed",
+    ]
 
 
 # -- cancellation and timeouts

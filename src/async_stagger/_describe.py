@@ -116,6 +116,14 @@ def describe_event(event: TraceEvent, address: tuple[Any, ...] | None = None) ->
         return f"{attempt} cancelled"
     if kind == "attempt_succeeded":
         return f"{attempt} connected: the winner"
+    if kind.startswith("tls_") and event.index is not None:
+        # A TLS race: each attempt's handshake; a failed one is followed by
+        # its attempt_failed, which gives the error.
+        if kind == "tls_started":
+            return f"{attempt}: TLS handshake started"
+        if kind == "tls_succeeded":
+            return f"{attempt}: TLS handshake done"
+        return f"{attempt}: TLS handshake failed"
     if kind == "tls_started":
         return "TLS handshake started"
     if kind == "tls_succeeded":

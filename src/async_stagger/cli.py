@@ -320,8 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls",
         action="store_true",
         help=(
-            "after the TCP race, do a TLS handshake on the winner (verifying"
-            " the certificate for HOST) and show the TLS version and cipher"
+            "do a TLS handshake on each connected attempt (verifying the"
+            " certificate for HOST); the first to complete it wins. Shows the"
+            " TLS version and cipher"
+        ),
+    )
+    parser.add_argument(
+        "--no-tls-race",
+        dest="race_tls",
+        action="store_false",
+        help=(
+            "with --tls: let the TCP race pick the winner and do TLS on it"
+            " alone, as asyncio does"
         ),
     )
     parser.add_argument(
@@ -461,6 +471,7 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
                 resolver=resolver,
                 ssl=ssl_context,
                 trace=timeline,
+                race_tls=args.race_tls,
             )
     except (OSError, ssl.SSLError, ExceptionGroup) as exc:
         elapsed = timeline.elapsed(loop.time())
@@ -547,8 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo_args = build_demo_parser().parse_args(arguments[1:])
             return asyncio.run(run_demo(demo_args, sys.stdout))
         args = build_parser().parse_args(arguments)
-        if (args.cafile or args.insecure) and not args.tls:
-            print(f"{PROG}: error: --cafile and --insecure need --tls", file=sys.stderr)
+        if (args.cafile or args.insecure or not args.race_tls) and not args.tls:
+            print(
+                f"{PROG}: error: --cafile, --insecure and --no-tls-race need --tls",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         return asyncio.run(trace_connection(args, sys.stdout, sys.stderr))
     except SystemExit as exit:

@@ -25,9 +25,15 @@ How a connection is made
    apart, or the next one at once when the latest fails (§5). The first
    socket to finish the TCP handshake wins; the others are cancelled and
    closed.
-4. With TLS, the handshake runs on the winning socket only, through
-   :meth:`asyncio.loop.create_connection` (§5: "the TCP race picks the
-   winner"), so asyncio's own transports and TLS code are used unchanged.
+4. With TLS, each attempt runs its TLS handshake as soon as its TCP
+   connection is up, and an attempt succeeds only when its handshake
+   completes (Happy Eyeballs v3: with TLS over TCP, wait for the TLS
+   handshake before cancelling other attempts; see ``_tls_attempt``), so
+   an address that accepts TCP but stalls TLS cannot win. The handshakes
+   run through :meth:`asyncio.loop.create_connection`, so the loop's own
+   transports and TLS code are used unchanged. With ``race_tls=False`` the
+   TCP race picks the winner and TLS runs on it alone (RFC 8305 §5, and
+   what asyncio does).
 
 Every socket an attempt creates is recorded until it is either returned to
 the caller or closed. The race may drop a winner it found just as the caller
@@ -57,6 +63,7 @@ from typing import Any, Final, TypeAlias
 from . import defaults
 from ._checks import check_host, check_port, check_seconds
 from ._resolver_keywords import extra_keywords_taken
+from ._tls_attempt import Handshake, TLSRace
 from .address_order import sort_addresses as _sort_addresses
 from .nat64 import Nat64Setting, check_setting
 from .race import _items_left, _race_on_loop
@@ -178,6 +185,14 @@ def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
     raise RuntimeError(
         f"loop {loop!r} is not the running event loop {running!r}; pass None"
     )
+
+
+def _check_race_tls(race_tls: object) -> None:
+    if race_tls is not False:
+        raise TypeError(
+            "race_tls must be True or False,"
+            f" got {type(race_tls).__name__} {race_tls!r}"
+        )
 
 
 def _check_ssl(ssl: object) -> None:
@@ -304,6 +319,10 @@ class _Attempts:
     # (a resolver's hint only when that one is exact too: _items_left).
     _exact_length_hint = True
 
+    # Set in a TLS-aware race (_TLSAttempts): the TLS handshake each attempt
+    # also does. A class attribute here, so the plain path stores nothing.
+    tls: TLSRace | None = None
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -377,7 +396,7 @@ class _Attempts:
 
     async def _connect(
         self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
-    ) -> socket.socket:
+    ) -> socket.socket | Handshake:
         family, type_, proto, _, address = info
         traced = tracing_active()
         if traced:
@@ -417,9 +436,31 @@ class _Attempts:
             if traced:
                 emit("attempt_failed", index=index, address=address, error=exc)
             raise
+        if self.tls is not None:
+            # The socket is the TLS step's from here on (it hands it to a
+            # transport), and the attempt succeeds with its handshake.
+            live.discard(sock)
+            return await self.tls.handshake(index, sock, address, local)
         if traced:
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
+
+
+class _TLSAttempts(_Attempts):
+    """The attempts of a TLS-aware race: each does its TLS handshake once
+    TCP is connected, and succeeds with it (see ``_tls_attempt``)."""
+
+    __slots__ = ("tls",)
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        remote: AsyncIterator[AddrInfo],
+        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
+        tls: TLSRace,
+    ) -> None:
+        super().__init__(loop, remote, local_addrs)
+        self.tls = tls
 
 
 # asyncio's own sock_connect for selector loops (see _connect_when_writable).
@@ -838,14 +879,16 @@ async def create_connection(
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
     nat64: Nat64Setting = True,
+    race_tls: bool = True,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :meth:`asyncio.loop.create_connection`.
 
     Every argument of :meth:`asyncio.loop.create_connection` is accepted
     and means what it means there, except that Happy Eyeballs is always on.
-    The TCP race picks the winning socket; TLS (if *ssl*) then runs on that
-    socket only, through the loop's own ``create_connection``.
+    With *ssl*, each attempt does its own TLS handshake, through the loop's
+    own ``create_connection``, and the first attempt to complete it wins
+    (see *race_tls*).
 
     Args:
         protocol_factory: Called with no arguments to make the protocol.
@@ -870,9 +913,15 @@ async def create_connection(
         delay: See :func:`create_connected_sock`.
         resolver: See :func:`create_connected_sock`.
         raise_exc_group: See :func:`create_connected_sock`.
-        trace: See :func:`create_connected_sock`; here the TLS handshake
-            is traced too.
+        trace: See :func:`create_connected_sock`; here each attempt's TLS
+            handshake is traced too.
         nat64: See :func:`create_connected_sock`.
+        race_tls: With *ssl*: an attempt succeeds only once its TLS
+            handshake completes, so an address that accepts TCP but stalls
+            TLS cannot win (Happy Eyeballs v3); each handshake gets its own
+            *ssl_handshake_timeout*, and *protocol_factory* is called once,
+            for the winner. False: the TCP race picks the winner and TLS
+            runs on it alone, as asyncio does. No effect without *ssl*.
 
     Returns:
         ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
@@ -883,7 +932,8 @@ async def create_connection(
             (as asyncio's ``getaddrinfo`` call fails for it).
         ExceptionGroup: Every attempt failed, with *raise_exc_group* or
             *all_errors*.
-        ssl.SSLError: The TLS handshake failed.
+        ssl.SSLError: The TLS handshake failed (every attempt's, in a TLS
+            race).
         ValueError: Arguments that asyncio rejects (*server_hostname*
             without *ssl*, *sock* together with *host*), negative or NaN
             delays, a negative *interleave*.
@@ -896,11 +946,13 @@ async def create_connection(
 
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
-       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*
-       and *nat64*.
+       *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*,
+       *nat64*, and *race_tls*: TLS handshakes are part of the race.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
+    if race_tls is not True:
+        _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
         local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
@@ -910,7 +962,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls,
     )  # fmt: skip
     return result
 
@@ -933,11 +985,13 @@ async def _create_connection(
     tls: dict[str, Any] | None,
     trace: TraceCallback | None,
     nat64: Nat64Setting = True,
+    race_tls: bool = False,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
-    loop's ``(transport, protocol)`` for it (TLS too, with *tls*). Events go
-    to *trace*, if given.
+    loop's ``(transport, protocol)`` for it (TLS too, with *tls*: raced
+    when *race_tls*, else on the winner only). Events go to *trace*, if
+    given.
 
     One coroutine for all three public functions: every coroutine between
     the caller and the socket's ``connect`` is paid for again each time the
@@ -955,7 +1009,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None, nat64,
+                first_addr_family_count, tls, None, nat64, race_tls,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -1018,20 +1072,28 @@ async def _create_connection(
                 flags=flags,
                 **options,
             )
-        attempts = _Attempts(loop, remote, locals_)
-        winner: socket.socket | None = None
+        tls_race = None
+        if tls is None or not race_tls:
+            attempts = _Attempts(loop, remote, locals_)
+        else:
+            tls_race = TLSRace(loop, tls)
+            attempts = _TLSAttempts(loop, remote, locals_, tls_race)
+        winner: Any = None
         try:
             winner, _, exceptions, source_exc = await _race_on_loop(
                 loop, attempts, delay
             )
         finally:
             # The race closes its losers; this also catches a winner the race
-            # dropped because we were cancelled just as it won.
+            # dropped because we were cancelled just as it won. (In a TLS
+            # race no socket is left here: each is a transport's by now.)
             live = attempts.live
             if len(live) > 1 or winner is None:
                 for sock in live:
                     if sock is not winner:
                         sock.close()
+            if tls_race is not None:
+                tls_race.abort_all_but(winner)
         if winner is None:
             raise _failure(
                 host, port, attempts, exceptions, source_exc, raise_exc_group
@@ -1041,6 +1103,12 @@ async def _create_connection(
         raise
     if protocol_factory is None:
         return winner
+    if tls_race is not None:
+        try:
+            return await tls_race.hand_over(winner, protocol_factory)
+        except BaseException as exc:
+            emit("connection_failed", error=exc)
+            raise
     if tls is None:
         try:
             return await loop.create_connection(protocol_factory, sock=winner)
@@ -1048,8 +1116,8 @@ async def _create_connection(
             _let_go_of_handed_over(loop, winner)
             emit("connection_failed", error=exc)
             raise
-    # RFC 8305 §5 (and what asyncio does): the TCP race picked the winner,
-    # TLS runs on the winner only.
+    # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
+    # picked the winner, TLS runs on the winner only.
     peer = _peer(winner)
     emit("tls_started", address=peer)
     try:
@@ -1128,6 +1196,7 @@ async def open_connection(
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
     nat64: Nat64Setting = True,
+    race_tls: bool = True,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :func:`asyncio.open_connection`.
@@ -1156,6 +1225,8 @@ async def open_connection(
         raise_exc_group: See :func:`create_connected_sock`.
         trace: See :func:`create_connection`.
         nat64: See :func:`create_connected_sock`.
+        race_tls: See :func:`create_connection`. In a TLS race, bytes the
+            server sends right after its handshake reach the reader.
 
     Returns:
         ``(reader, writer)``, as :func:`asyncio.open_connection`.
@@ -1170,10 +1241,15 @@ async def open_connection(
         OverflowError: *port* is out of range (see :func:`create_connection`).
         TypeError: Bad arguments (see :func:`create_connection`).
         RuntimeError: *loop* is not the running event loop.
+
+    .. versionadded:: 1.0
+       *race_tls*: TLS handshakes are part of the race.
     """
     if type(limit) is not int or limit <= 0:
         _check_int("limit", limit)
         raise ValueError(f"limit must be positive, got {limit!r}")
+    if race_tls is not True:
+        _check_race_tls(race_tls)
     running, tls, chosen_delay = _prepare(
         loop, host, port, ssl, family, proto, flags, sock,
         local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
@@ -1184,7 +1260,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer

@@ -57,10 +57,13 @@ LOGGER: logging.Logger = logging.getLogger("async_stagger")
 #:   (bound to ``local_address`` when one was given).
 #: - ``"attempt_failed"``: attempt ``index`` raised ``error``.
 #: - ``"attempt_cancelled"``: attempt ``index`` lost the race and was stopped.
-#: - ``"attempt_succeeded"``: attempt ``index`` completed the TCP handshake
-#:   and won the race.
 #: - ``"tls_started"`` / ``"tls_succeeded"`` / ``"tls_failed"``: the TLS
-#:   handshake on the winning socket.
+#:   handshake of attempt ``index``, which has connected TCP (with
+#:   ``ssl=``, every such attempt does one and a failed one is followed by
+#:   its ``"attempt_failed"``). With ``race_tls=False``: the handshake on the
+#:   winning socket, after ``"attempt_succeeded"``, with no ``index``.
+#: - ``"attempt_succeeded"``: attempt ``index`` completed the TCP handshake
+#:   (and, with ``ssl=``, its TLS handshake) and won the race.
 #: - ``"connection_failed"``: the whole call failed with ``error``.
 EventKind = Literal[
     "resolution_started",

@@ -8,7 +8,8 @@ synchronous fixtures. The kinds, and the kernel behaviour each relies on:
 ``working``
     A listener that accepts and (by default) echoes bytes back until EOF,
     optionally behind TLS, optionally taking ``accept_delay`` seconds before it
-    serves a connection it has accepted.
+    serves a connection it has accepted, optionally sending a greeting first
+    (and then serving, closing, or holding the connection without a word).
 
 ``refusing``
     An address and port that is *bound* but not listening. A SYN to it is
@@ -53,7 +54,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .resolver import FakeGetaddrinfo
 
@@ -220,6 +221,17 @@ class Lab:
             raise _Stopped
         return bool(events)
 
+    def _wait_for_hang_up(self, sock: socket.socket) -> None:
+        """Wait, reading nothing, until the peer of *sock* closes or resets
+        its end (or the lab stops)."""
+        poller = select.poll()
+        poller.register(self._stop_r, select.POLLIN)
+        # Not POLLIN: arriving data must not wake us, only the hang-up.
+        poller.register(sock, select.POLLRDHUP)
+        events = poller.poll()
+        if any(fd == self._stop_r for fd, _ in events):
+            raise _Stopped
+
     def close(self) -> None:
         """Stop every server, join its thread and close every socket."""
         with self._lock:
@@ -311,6 +323,8 @@ class Lab:
         tls: bool = False,
         accept_delay: float = 0.0,
         tls_names: Sequence[str] = (),
+        greeting: bytes = b"",
+        after_greeting: Literal["serve", "close", "hold"] = "serve",
     ) -> Endpoint:
         """A listener that accepts connections.
 
@@ -325,6 +339,13 @@ class Lab:
             accept_delay: seconds to wait before serving each accepted
                 connection (the handshake itself completes at once).
             tls_names: more host names the certificate is valid for.
+            greeting: bytes to send as soon as a connection is set up (after
+                the TLS handshake, with *tls*), as servers that speak first
+                do.
+            after_greeting: then ``"serve"`` (echo or discard, see *echo*),
+                ``"close"`` the connection, or ``"hold"`` it open reading
+                nothing (not even a TLS close_notify) until the client
+                closes or resets its end.
 
         Returns:
             The endpoint.
@@ -335,20 +356,30 @@ class Lab:
         """
         if accept_delay < 0:
             raise ValueError(f"accept_delay must be >= 0, got {accept_delay!r}")
+        if after_greeting not in ("serve", "close", "hold"):
+            raise ValueError(f"after_greeting: unknown {after_greeting!r}")
         server_context = self._server_ssl_context(host, tls_names) if tls else None
         sock = self._bind(host, port, reuse=True)
         sock.listen(128)
         endpoint = self._endpoint(sock)
 
+        def talk(conn: socket.socket) -> None:
+            if greeting:
+                self._send_all(conn, greeting)
+            if after_greeting == "serve":
+                self._serve(conn, echo=echo)
+            elif after_greeting == "hold":
+                self._wait_for_hang_up(conn)
+
         def handle(conn: socket.socket) -> None:
             if accept_delay:
                 self._wait(None, timeout=accept_delay)
             if server_context is None:
-                self._serve(conn, echo=echo)
+                talk(conn)
                 return
             tls = self._tls_accept(conn, server_context)
             try:
-                self._serve(tls, echo=echo)
+                talk(tls)
             finally:
                 self._forget(tls)
 
