@@ -6,11 +6,16 @@ for sequential loopback connections, microseconds per connection made with:
 * plain ``asyncio.open_connection`` / ``loop.create_connection``,
 * asyncio with ``happy_eyeballs_delay=0.25``,
 * ``async_stagger.connection.open_connection``,
-* aiohappyeyeballs (when it is installed),
+* aiohappyeyeballs (when it is installed), fed as aiohttp feeds it: an IP
+  literal becomes its one address info without any lookup, a name goes
+  through ``loop.getaddrinfo`` first,
+* trio's ``open_tcp_stream`` on trio's own event loop (when trio is
+  installed; marked as a different event loop in the output),
 
 for one address (an IP literal) and for two addresses of which the first
 works (the addresses come from a ``getaddrinfo`` that answers at once, so no
-executor thread is measured). Then it times a connection whose first address
+executor thread is measured; trio gets the same answers through its custom
+hostname resolver hook). Then it times a connection whose first address
 is blackholed (its accept queue is full, so SYNs are dropped): that should
 take the connection attempt delay plus a few milliseconds. Last, with TLS, a
 first address that accepts TCP but never answers the TLS ClientHello (the
@@ -52,12 +57,18 @@ from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+import async_stagger
 from async_stagger import connection
 
 try:
     import aiohappyeyeballs
 except ImportError:  # optional
     aiohappyeyeballs = None  # type: ignore[assignment]
+
+try:
+    import trio
+except ImportError:  # optional
+    trio = None  # type: ignore[assignment]
 
 DELAY = 0.25
 
@@ -144,6 +155,56 @@ class FixedAnswers(asyncio.SelectorEventLoop):
         return await super().getaddrinfo(host, port, family=family, type=type, **_)
 
 
+#: Whether to measure the steps of our connection apart (``--breakdown``).
+BREAKDOWN = False
+
+
+def breakdown_candidates() -> dict[str, Connect]:
+    """Clients that each leave out part of what async_stagger does, to tell
+    what each part costs: a resolver that only yields its answers (no lookup
+    tasks, no sharing, no ordering), the one-lookup ``basic_resolver``, and
+    the floor of any Python race: one socket connected in Python (connect,
+    wait until writable, read SO_ERROR) handed to ``open_connection``."""
+
+    async def fixed(host: str, port: int, **_: Any) -> Any:
+        for ip in FixedAnswers.answers.get(host, [host]):
+            yield (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+
+    async def ours_fixed(host: str, port: int) -> Any:
+        return await connection.open_connection(host, port, resolver=fixed)
+
+    async def ours_basic(host: str, port: int) -> Any:
+        return await connection.open_connection(
+            host, port, resolver=async_stagger.basic_resolver
+        )
+
+    async def floor(host: str, port: int) -> Any:
+        loop = asyncio.get_running_loop()
+        ip = FixedAnswers.answers.get(host, [host])[0]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect((ip, port))
+        except BlockingIOError:
+            writable = loop.create_future()
+            loop.add_writer(sock.fileno(), writable.set_result, None)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock.fileno())
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                sock.close()
+                raise OSError(error, os.strerror(error)) from None
+        return await asyncio.open_connection(sock=sock)
+
+    return {
+        "ours, resolver only yielding answers": ours_fixed,
+        "ours, basic_resolver": ours_basic,
+        "floor: Python connect + open(sock=)": floor,
+    }
+
+
 def uvloop_loop() -> asyncio.AbstractEventLoop:
     """A new uvloop loop (imported only when asked for)."""
     import uvloop
@@ -188,11 +249,25 @@ def candidates() -> dict[str, Connect]:
     if LOOP_FACTORY is not FixedAnswers:
         # uvloop's create_connection has no happy_eyeballs_delay.
         del found["asyncio happy_eyeballs_delay=0.25"]
+    if BREAKDOWN:
+        found.update(breakdown_candidates())
     if aiohappyeyeballs is not None:
 
         async def aiohe(host: str, port: int) -> Any:
             loop = asyncio.get_running_loop()
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos: list[Any]
+            if looks_like_ip_literal(host):
+                # What aiohttp's TCPConnector does for a literal: it builds
+                # the address info itself and asks no resolver.
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                address = (host, port, 0, 0) if ":" in host else (host, port)
+                infos = [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
+            else:
+                # A name goes through its resolver, by default
+                # loop.getaddrinfo (here answered at once). aiohttp then
+                # converts the answers to dictionaries and back, work left
+                # out here: the peer is measured at its cheapest.
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             sock = await aiohappyeyeballs.start_connection(
                 infos, happy_eyeballs_delay=DELAY
             )
@@ -200,6 +275,75 @@ def candidates() -> dict[str, Connect]:
 
         found["aiohappyeyeballs + open_connection"] = aiohe
     return found
+
+
+def looks_like_ip_literal(host: str) -> bool:
+    """The test aiohttp applies before resolving: a colon, or digits and dots."""
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+#: Name of the trio client in every table: it runs on another event loop.
+TRIO = "trio.open_tcp_stream [trio's loop]"
+
+
+def trio_answers() -> Any:
+    """A trio hostname resolver answering like FixedAnswers, at once."""
+
+    class Answers(trio.abc.HostnameResolver):
+        async def getaddrinfo(
+            self,
+            host: bytes | None,
+            port: bytes | str | int | None,
+            family: int = 0,
+            type: int = 0,
+            proto: int = 0,
+            flags: int = 0,
+        ) -> list[Any]:
+            name = host.decode() if isinstance(host, bytes) else str(host)
+            if family not in (0, socket.AF_INET):
+                raise socket.gaierror(socket.EAI_NONAME, "no such address")
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port or 0)))
+                for ip in FixedAnswers.answers[name]
+            ]
+
+        async def getnameinfo(
+            self, sockaddr: tuple[str, int] | tuple[str, int, int, int], flags: int
+        ) -> tuple[str, str]:
+            raise NotImplementedError
+
+    return Answers()
+
+
+def trio_run_many(host: str, port: int, counts: tuple[int, ...]) -> tuple[float, float]:
+    """Like run_many, with trio.open_tcp_stream, inside one trio.run; one
+    batch of sequential connections per item of *counts*; returns the figures
+    of the last batch."""
+
+    async def batches() -> tuple[float, float]:
+        trio.socket.set_custom_hostname_resolver(trio_answers())
+        figures = (0.0, 0.0)
+        for count in counts:
+            start = time.perf_counter()
+            start_cpu = time.thread_time()
+            for _ in range(count):
+                stream = await trio.open_tcp_stream(
+                    host, port, happy_eyeballs_delay=DELAY
+                )
+                await stream.aclose()
+            elapsed = time.perf_counter() - start
+            cpu = time.thread_time() - start_cpu
+            figures = (elapsed / max(count, 1) * 1e6, cpu / max(count, 1) * 1e6)
+        return figures
+
+    result: tuple[float, float] = trio.run(batches)
+    return result
+
+
+def with_trio() -> bool:
+    """Whether trio is measured too: installed, and the clients are on
+    asyncio's own loop (on uvloop the comparison is with uvloop)."""
+    return trio is not None and LOOP_FACTORY is FixedAnswers
 
 
 async def run_many(
@@ -254,6 +398,10 @@ def measure(count: int, rounds: int) -> None:
                         results[name].append(
                             runner.run(run_many(connect, host, port, count))
                         )
+                if with_trio():
+                    results.setdefault(TRIO, []).append(
+                        trio_run_many(host, port, (20, count))
+                    )
             base = min(cpu for _, cpu in results["asyncio.open_connection"])
             for name, values in results.items():
                 wall = min(w for w, _ in values)
@@ -494,6 +642,10 @@ def worker(name: str, host: str, count: int) -> None:
     the instruction counter to measure from outside."""
     found = candidates()
     FixedAnswers.answers = {"two.test": ["127.0.0.2", "127.0.0.3"]}
+    if name == TRIO:
+        with listener("0.0.0.0") as port:
+            trio_run_many(host, port, (20, count))
+        return
     with (
         listener("0.0.0.0") as port,
         asyncio.Runner(loop_factory=LOOP_FACTORY) as runner,
@@ -516,6 +668,7 @@ def instructions(name: str, host: str, count: int) -> float:
                 sys.executable,
                 __file__,
                 *(["--uvloop"] if LOOP_FACTORY is not FixedAnswers else []),
+                *(["--breakdown"] if BREAKDOWN else []),
                 "--worker",
                 name,
                 host,
@@ -534,11 +687,19 @@ def instructions(name: str, host: str, count: int) -> float:
     return (total(count) - total(0)) / count
 
 
-def measure_instructions(count: int) -> None:
+def measure_instructions(count: int, *, every_client: bool) -> None:
     if shutil.which("valgrind") is None:
         print("\ninstruction counts: valgrind is not installed, skipped")
         return
-    names = list(candidates())
+    # The create_connection flavours track open_connection's figures closely
+    # (see the timing table): counting them doubles the minutes this takes.
+    names = [
+        name
+        for name in candidates()
+        if every_client or not name.endswith("create_connection")
+    ]
+    if with_trio():
+        names.append(TRIO)
     for title, host in workloads().items():
         print(
             f"\n{title}: machine instructions per connection (callgrind),"
@@ -551,6 +712,8 @@ def measure_instructions(count: int) -> None:
                 f"  {name:38s} {value / 1000:8.1f}k"
                 f"   {value / base:5.2f}x plain open_connection"
             )
+        if TRIO in counts:
+            print(f"  ({TRIO}: another event loop, same machine and run)")
 
 
 def main() -> None:
@@ -584,10 +747,26 @@ def main() -> None:
     parser.add_argument(
         "--uvloop", action="store_true", help="run every client on uvloop's loop"
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also measure clients that leave out parts of async_stagger's work",
+    )
+    parser.add_argument(
+        "--every-client",
+        action="store_true",
+        help="count instructions of the create_connection flavours too",
+    )
+    parser.add_argument(
+        "--no-timing",
+        action="store_true",
+        help="skip the timed measurements (with --instructions: counts only)",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global BREAKDOWN, LOOP_FACTORY
+    BREAKDOWN = args.breakdown
     if args.uvloop:
-        global LOOP_FACTORY
         LOOP_FACTORY = uvloop_loop
     if args.worker:
         name, host, count = args.worker
@@ -597,12 +776,13 @@ def main() -> None:
     if args.history_only:
         measure_history(args.blackhole_repeat)
         return
-    measure(args.count, args.rounds)
-    measure_blackhole(args.blackhole_repeat)
-    measure_hung_tls(args.blackhole_repeat, args.tls_handshake_timeout)
-    measure_history(args.blackhole_repeat)
+    if not args.no_timing:
+        measure(args.count, args.rounds)
+        measure_blackhole(args.blackhole_repeat)
+        measure_hung_tls(args.blackhole_repeat, args.tls_handshake_timeout)
+        measure_history(args.blackhole_repeat)
     if args.instructions:
-        measure_instructions(args.instructions)
+        measure_instructions(args.instructions, every_client=args.every_client)
     if args.profile:
         profile(args.count)
 
