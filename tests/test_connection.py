@@ -778,10 +778,10 @@ def _nonblocking_socket(endpoint: Endpoint) -> socket.socket:
 
 
 async def test_connect_step_matches_asyncios_sock_connect(lab: Lab) -> None:
-    # On asyncio's selector loops the attempt connects without
-    # loop.sock_connect (which re-resolves the address first); what it does
-    # and raises must be what sock_connect does and raises.
-    from async_stagger.connection import _connect_when_writable
+    # On asyncio's selector loops and uvloop's the attempt connects without
+    # loop.sock_connect (which resolves the address again first); what it
+    # does and raises must be what sock_connect does and raises.
+    from async_stagger._attempts import _connect_when_writable
 
     loop = asyncio.get_running_loop()
     working = lab.working()
@@ -809,7 +809,7 @@ async def test_connect_step_matches_asyncios_sock_connect(lab: Lab) -> None:
 async def test_connect_step_cancelled_leaves_nothing_registered(
     lab: Lab,
 ) -> None:
-    from async_stagger.connection import _connect_when_writable
+    from async_stagger._attempts import _connect_when_writable
 
     loop = asyncio.get_running_loop()
     blackholed = lab.blackholed()
@@ -831,8 +831,8 @@ async def test_connect_step_cancelled_leaves_nothing_registered(
 
 
 async def test_a_loops_own_sock_connect_is_used(lab: Lab) -> None:
-    # uvloop and the proactor have their own sock_connect, and so does a
-    # loop whose sock_connect a program replaced: the attempts use it.
+    # A loop whose sock_connect a program replaced keeps it: the attempts
+    # use it (as they use the proactor's, or a loop class's own).
     loop = asyncio.get_running_loop()
     calls = []
     original = loop.sock_connect
@@ -856,13 +856,13 @@ async def test_a_loops_own_sock_connect_is_used(lab: Lab) -> None:
 async def test_which_connect_step_each_loop_uses() -> None:
     # Pins what the flavours cover: asyncio's selector loops and uvloop take
     # the connect step above (their sock_connect resolves the address again).
-    from async_stagger.connection import _connects_directly
+    from async_stagger._loop_abilities import connects_directly
 
-    assert _connects_directly(asyncio.get_running_loop())
+    assert connects_directly(asyncio.get_running_loop())
 
 
 def test_a_loop_class_with_its_own_sock_connect_keeps_it() -> None:
-    from async_stagger.connection import _connects_directly
+    from async_stagger._loop_abilities import connects_directly
 
     class OwnConnect(asyncio.SelectorEventLoop):
         async def sock_connect(self, sock: socket.socket, address: Any) -> None:
@@ -871,6 +871,6 @@ def test_a_loop_class_with_its_own_sock_connect_keeps_it() -> None:
     for make in (asyncio.SelectorEventLoop, OwnConnect):
         loop = make()
         try:
-            assert _connects_directly(loop) is (make is not OwnConnect)
+            assert connects_directly(loop) is (make is not OwnConnect)
         finally:
             loop.close()

@@ -63,10 +63,18 @@ def format_error(error: BaseException | None) -> str:
     return f"{name}: {message}" if message else name
 
 
+def family_constant_name(family: int) -> str:
+    """The socket module's name of *family* (``AF_INET6``), or its number."""
+    try:
+        return socket.AddressFamily(family).name
+    except ValueError:
+        return str(family)
+
+
 def _family_name(family: int | None) -> str:
     if not family:
         return "any family (AF_UNSPEC)"
-    return _FAMILY_NAMES.get(family, f"family {family}")
+    return _FAMILY_NAMES.get(family) or f"family {family_constant_name(family)}"
 
 
 def _hosts(addresses: Sequence[Sequence[Any]] | None) -> str:

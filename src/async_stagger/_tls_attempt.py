@@ -10,7 +10,7 @@ server's certificate) wins the TCP race, and the connection then hangs until
 
 How an attempt runs with TLS
 ----------------------------
-1. TCP connects as it does without TLS (``connection._Attempts``).
+1. TCP connects as it does without TLS (``_attempts._Attempts``).
 2. The connected socket goes to the loop's own
    :meth:`~asyncio.loop.create_connection` (``sock=``, ``ssl=``, the
    caller's ``server_hostname`` and ``ssl_handshake_timeout``) with a

@@ -124,7 +124,7 @@ class Timeline:
         earlier = [e.error for e in self.events[:-1] if e.kind != "connection_failed"]
         if any(error is other for other in earlier):
             return True
-        # The one OSError that names every attempt's error (connection.py's
+        # The one OSError that names every attempt's error (_failure.py's
         # "Multiple exceptions: ..."), or an exception group of them.
         parts = error.exceptions if isinstance(error, BaseExceptionGroup) else None
         if parts is not None:

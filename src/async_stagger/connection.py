@@ -45,43 +45,34 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import errno
-import logging
 import socket
 import ssl as _ssl
-import sys
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
 )
-from functools import partial
+from ipaddress import IPv6Network
 from typing import Any, Final, TypeAlias
 
 from . import defaults
-from . import history as _history
-from ._checks import check_host, check_port, check_seconds
-from ._resolver_keywords import extra_keywords_taken
-from ._tls_attempt import Handshake, TLSRace
-from .address_order import find_source_address
-from .address_order import sort_addresses as _sort_addresses
-from .history import (
-    SHARED,
-    ConnectionHistory,
-    HistoryOption,
-    resolve_history_option,
+from ._checks import check_seconds
+from ._make_connection import make_connection
+from ._plan import (
+    ConnectionPlan,
+    check_limit,
+    check_loop,
+    check_race_tls,
+    check_resolver_options,
+    check_sock,
+    check_target,
+    tls_keywords,
 )
+from .history import SHARED, ConnectionHistory, HistoryOption
 from .nat64 import Nat64Setting, check_setting
-from .race import _items_left, _race_on_loop
-from .resolvers import (
-    _DirectAnswer,
-    _resolve_checked,
-    basic_resolver,
-    concurrent_resolver,
-)
-from .trace import LOGGER, TraceCallback, _logged, emit, tracing, tracing_active
+from .resolvers import concurrent_resolver
+from .trace import TraceCallback
 
 __all__ = [
     "NOT_GIVEN",
@@ -133,696 +124,6 @@ NOT_GIVEN: Final = NotGiven.NOT_GIVEN
 
 #: A delay as the connection functions take it (see :data:`NOT_GIVEN`).
 Delay: TypeAlias = float | NotGiven | None
-
-
-# ``type`` is a parameter name in some signatures here.
-_typeof = type
-
-_SOCK_STREAM = socket.SOCK_STREAM
-
-# The optional arguments of a plain connection that default to None, all
-# left out.
-_ALL_NONE = (None,) * 8
-
-# -- checking arguments ---------------------------------------------------------
-
-
-def _check_target(
-    host: object, port: object, family: object, proto: object, flags: object
-) -> None:
-    """Check the arguments every connection function takes."""
-    # The common case (a str host, an int port, int options) costs four
-    # type comparisons and a NUL search; anything else gets the full,
-    # explanatory checks.
-    if type(host) is not str or not host or "\0" in host:
-        check_host(host, allow_empty=False)
-    if type(port) is not int or not 0 <= port <= 65535:
-        check_port(port)
-    if type(family) is not int:
-        _check_int("family", family)
-    if type(proto) is not int:
-        _check_int("proto", proto)
-    if type(flags) is not int:
-        _check_int("flags", flags)
-
-
-def _check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-
-
-def _check_delay(name: str, delay: object) -> float | None:
-    return check_seconds(name, delay, allow_none=True)
-
-
-def _check_interleave(interleave: object) -> None:
-    if interleave is None:
-        return
-    _check_int("interleave", interleave)
-    assert isinstance(interleave, int)
-    if interleave < 0:
-        # 0 is asyncio's "do not reorder"; asyncio takes a negative count
-        # too and interleaves with it as if it were a count of addresses.
-        raise ValueError(
-            "interleave (the RFC 8305 First Address Family Count) must be"
-            f" at least 0, got {interleave!r}"
-        )
-
-
-def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
-    running = asyncio.get_running_loop()
-    if loop is None or loop is running:
-        return running
-    if not isinstance(loop, asyncio.AbstractEventLoop):
-        raise TypeError(f"loop must be the running event loop or None, got {loop!r}")
-    raise RuntimeError(
-        f"loop {loop!r} is not the running event loop {running!r}; pass None"
-    )
-
-
-def _check_race_tls(race_tls: object) -> None:
-    if race_tls is not False:
-        raise TypeError(
-            "race_tls must be True or False,"
-            f" got {type(race_tls).__name__} {race_tls!r}"
-        )
-
-
-def _check_ssl(ssl: object) -> None:
-    if ssl is not None and not isinstance(ssl, bool | _ssl.SSLContext):
-        raise TypeError(
-            "ssl must be an ssl.SSLContext, a bool or None,"
-            f" got {type(ssl).__name__} {ssl!r}"
-        )
-
-
-def _check_sock(sock: object, *, host: object, port: object) -> None:
-    if not isinstance(sock, socket.socket):
-        raise TypeError(f"sock must be a socket.socket, got {sock!r}")
-    if host is not None or port is not None:
-        raise ValueError("host/port and sock can not be specified at the same time")
-    # The same rules (and types) as asyncio's create_connection.
-    if isinstance(sock, _ssl.SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
-    if sock.type != socket.SOCK_STREAM:
-        raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-
-
-def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | None:
-    """The Connection Attempt Delay asked for: *delay* (async_stagger's name)
-    or *happy_eyeballs_delay* (asyncio's), ``None`` for one attempt at a
-    time, the RFC 8305 default when neither is given. Both given must agree:
-    one silently overriding the other would hide a mistake."""
-    if isinstance(delay, NotGiven):
-        if isinstance(happy_eyeballs_delay, NotGiven):
-            return defaults.CONNECTION_ATTEMPT_DELAY
-        return _check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
-    checked = _check_delay("delay", delay)
-    if not isinstance(happy_eyeballs_delay, NotGiven):
-        checked_he = _check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
-        if checked != checked_he:
-            raise TypeError(
-                "delay and happy_eyeballs_delay are the same setting; give one,"
-                f" got delay={delay!r},"
-                f" happy_eyeballs_delay={happy_eyeballs_delay!r}"
-            )
-    return checked
-
-
-def _check_connection_keywords(
-    host: Host,
-    port: Port,
-    family: int,
-    proto: int,
-    flags: int,
-    local_addr: tuple[Any, ...] | None,
-    happy_eyeballs_delay: Delay,
-    interleave: int | None,
-    delay: Delay,
-    resolver: Resolver,
-) -> float | None:
-    """Check the keywords all three connection functions take, before any
-    network activity; return the Connection Attempt Delay."""
-    _check_target(host, port, family, proto, flags)
-    chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
-    if not callable(resolver):
-        raise TypeError(f"resolver must be callable, got {resolver!r}")
-    if interleave is not None:
-        _check_interleave(interleave)
-        if (
-            interleave
-            and resolver is not concurrent_resolver
-            and "first_addr_family_count" not in extra_keywords_taken(resolver)
-        ):
-            raise TypeError(
-                f"interleave={interleave!r} is passed to the resolver as"
-                f" first_addr_family_count, which {resolver!r} does not take"
-            )
-    if local_addr is not None and (
-        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
-    ):
-        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
-    return chosen_delay
-
-
-def _local_family(address: tuple[Any, ...]) -> int:
-    """The family a resolved local address belongs to (0: fits either)."""
-    if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
-        raise TypeError(
-            "local addresses must be resolved socket address tuples such as"
-            f" ('192.0.2.1', 0) or ('2001:db8::1', 0, 0, 0), got {address!r}"
-        )
-    host = address[0]
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
-    if not isinstance(host, str):
-        raise TypeError(f"local address host must be a str, got {address!r}")
-    if host == "":
-        return 0
-    if len(address) == 4 or ":" in host:
-        return socket.AF_INET6
-    return socket.AF_INET
-
-
-# -- one attempt ----------------------------------------------------------------
-
-
-class _Attempts:
-    """The attempts of one connection, as an async iterator for the race.
-
-    Each address from the resolver becomes one attempt per local address of
-    its own family (or one unbound attempt when no local address is given).
-    Pairing by family means no attempt is made that is bound to fail: an IPv6
-    socket cannot be bound to an IPv4 address. A remote address with no
-    local partner is recorded as a failure without creating anything.
-    """
-
-    __slots__ = (
-        "addresses",
-        "connected_at",
-        "default_delay",
-        "delays",
-        "direct_connect",
-        "finished",
-        "history",
-        "live",
-        "local_addrs",
-        "loop",
-        "measured",
-        "outlived",
-        "pending",
-        "remote",
-        "skipped",
-        "sources",
-        "started",
-        "unanswered",
-        "watched",
-    )
-
-    # The race may believe __length_hint__: it counts what is really left
-    # (a resolver's hint only when that one is exact too: _items_left).
-    _exact_length_hint = True
-
-    # Set in a TLS-aware race (_TLSAttempts): the TLS handshake each attempt
-    # also does. A class attribute here, so the plain path stores nothing.
-    tls: TLSRace | None = None
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        remote: AsyncIterator[AddrInfo],
-        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
-    ) -> None:
-        self.loop = loop
-        self.remote = remote
-        self.local_addrs = local_addrs
-        self.direct_connect = _connects_directly(loop)
-        # (remote sockaddr, local sockaddr) of attempt i, for error messages.
-        self.addresses: list[tuple[tuple[Any, ...], tuple[Any, ...] | None]] = []
-        # Sockets created and neither closed nor handed to the caller yet.
-        self.live: set[socket.socket] = set()
-        # Errors for remote addresses no local address could be paired with.
-        self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
-        # Further (remote, local) pairs for the current remote address.
-        self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
-        # What the connection history and the tracer need is kept only when
-        # one of them is listening (see _watch), and made only then: the
-        # containers cost an IP literal's connection 0.5 % of its
-        # instructions when made for every connection.
-        self.history: ConnectionHistory | None = None
-        self.watched = False
-
-    def _watch(self, history: ConnectionHistory | None, delay: float | None) -> None:
-        """Keep what the history (and the tracer) need about each attempt:
-        the start of each, the attempts that ended, those still unanswered
-        when the next one started, and the delay after each."""
-        self.history = history
-        self.watched = True
-        self.default_delay = (
-            defaults.CONNECTION_ATTEMPT_DELAY if delay is None else delay
-        )
-        self.started: dict[int, float] = {}
-        self.finished: set[int] = set()
-        self.outlived: set[int] = set()
-        self.delays: dict[int, float] = {}
-        self.measured: set[int] = set()
-        # The history's network key of each attempt, once looked up.
-        self.sources: dict[int, str | None] = {}
-        self.connected_at: dict[int, float] = {}
-        self.unanswered = -1
-
-    def delay_after(self, index: int) -> float:
-        """The attempt delay after attempt *index* (RFC 8305 §5): from its
-        address's measured RTT when the history has one, else the default."""
-        delay = self.default_delay
-        history = self.history
-        if history is not None and len(history):
-            address, local = self.addresses[index]
-            source = self.sources[index] = _source_host(address, local)
-            measured = (
-                None if source is None else history.attempt_delay(source, address[0])
-            )
-            if measured is not None:
-                delay = measured
-                # Reported once the attempt has started (see _connect).
-                self.measured.add(index)
-        self.delays[index] = delay
-        return delay
-
-    def _note_outlived(self) -> None:
-        """The race asks for the next attempt: if the latest one is still
-        running, its delay ran out without an answer (RFC 8305 §5)."""
-        latest = len(self.addresses) - 1
-        if latest < 0 or latest in self.finished or latest in self.outlived:
-            return
-        if not self.default_delay:
-            return  # delay=0: everything starts at once, nobody waited
-        self.outlived.add(latest)
-        self.unanswered = latest
-
-    def _announce_unanswered(self) -> None:
-        """Tell the tracer that the attempt still unanswered is why the one
-        being made now starts."""
-        latest, self.unanswered = self.unanswered, -1
-        if latest >= 0 and tracing_active():
-            emit(
-                "attempt_delay_expired",
-                index=latest,
-                address=self.addresses[latest][0],
-                delay=self.delays.get(latest, self.default_delay),
-            )
-
-    def __aiter__(self) -> _Attempts:
-        return self
-
-    def __length_hint__(self) -> int:
-        """Attempts left, as far as is known (PEP 424): the race arms no
-        delay timer when nothing is left to start."""
-        return len(self.pending) + _items_left(self.remote)
-
-    async def __anext__(self) -> Callable[[], Any]:
-        if self.watched:
-            self._note_outlived()
-        if self.pending:
-            info, local = self.pending.pop()
-            return self._factory(info, local)
-        local_addrs = self.local_addrs
-        while True:
-            info = await self.remote.__anext__()
-            if local_addrs is None:
-                return self._factory(info, None)
-            family = info[0]
-            pairs = [(info, la) for fam, la in local_addrs if fam in (0, family)]
-            if pairs:
-                pairs.reverse()
-                first = pairs.pop()
-                self.pending = pairs
-                return self._factory(*first)
-            skipped = OSError(
-                errno.EAFNOSUPPORT,
-                f"no local address of family {_family_name(family)}"
-                f" to connect to {info[4]!r} from",
-            )
-            self.skipped.append((info[4], skipped))
-            emit("address_skipped", address=info[4], error=skipped)
-
-    def aclose(self) -> Awaitable[None]:
-        """Close the resolver's iterator (the race calls this on exit)."""
-        aclose = getattr(self.remote, "aclose", None)
-        if aclose is None:
-            return _nothing()
-        # Its own awaitable, not one more coroutine around it: this runs for
-        # every connection.
-        awaitable: Awaitable[None] = aclose()
-        return awaitable
-
-    def _factory(
-        self, info: AddrInfo, local: tuple[Any, ...] | None
-    ) -> Callable[[], Any]:
-        if self.watched:
-            self._announce_unanswered()
-        index = len(self.addresses)
-        self.addresses.append((info[4], local))
-        return partial(self._connect, index, info, local)
-
-    async def _connect(
-        self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
-    ) -> socket.socket | Handshake:
-        family, type_, proto, _, address = info
-        traced = tracing_active()
-        if traced:
-            emit("attempt_started", index=index, address=address, local_address=local)
-        watched = self.watched
-        if watched:
-            self.started[index] = self.loop.time()
-            if traced and index in self.measured:
-                emit(
-                    "attempt_delay_from_history",
-                    index=index,
-                    address=address,
-                    delay=self.delays[index],
-                )
-        live = self.live
-        sock = None
-        try:
-            sock = socket.socket(family, type_, proto)
-            live.add(sock)
-            sock.setblocking(False)
-            if local is not None:
-                try:
-                    sock.bind(local)
-                except OSError as exc:
-                    # Say which local address could not be bound, as asyncio
-                    # does (the kernel's message names none).
-                    raise OSError(
-                        exc.errno,
-                        f"error while attempting to bind on address {local!r}:"
-                        f" {(exc.strerror or str(exc)).lower()}",
-                    ) from exc
-            if self.direct_connect:
-                await _connect_when_writable(self.loop, sock, address)
-            else:
-                await self.loop.sock_connect(sock, address)
-        except asyncio.CancelledError:
-            if sock is not None:
-                live.discard(sock)
-                sock.close()
-            if watched:
-                self.finished.add(index)
-            if traced:
-                emit("attempt_cancelled", index=index, address=address)
-            raise
-        except BaseException as exc:
-            if sock is not None:
-                live.discard(sock)
-                sock.close()
-            if watched:
-                self.finished.add(index)
-            if traced:
-                emit("attempt_failed", index=index, address=address, error=exc)
-            raise
-        if watched:
-            self.connected_at[index] = self.loop.time()
-            self.finished.add(index)
-        if self.tls is not None:
-            # The socket is the TLS step's from here on (it hands it to a
-            # transport), and the attempt succeeds with its handshake.
-            live.discard(sock)
-            return await self.tls.handshake(index, sock, address, local)
-        if traced:
-            emit("attempt_succeeded", index=index, address=address, local_address=local)
-        return sock
-
-
-def _orders_by_history(resolver: Resolver) -> bool:
-    """Whether *resolver* is one of ours with options bound
-    (``functools.partial(concurrent_resolver, ...)``) that can take the
-    connection's history and was not given one of its own."""
-    return (
-        _typeof(resolver) is partial
-        and resolver.func in (concurrent_resolver, basic_resolver)
-        and "history" not in resolver.keywords
-    )
-
-
-def _source_host(address: tuple[Any, ...], local: tuple[Any, ...] | None) -> str | None:
-    """The local address an attempt to *address* goes out from: the one it
-    is bound to, else the one the system would pick (the history's network
-    key, RFC 8305 §4)."""
-    if local is not None and local[0]:
-        return str(local[0])
-    family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
-    source = find_source_address(family, address)
-    return None if source is None else str(source[0])
-
-
-def _record_outcomes(
-    history: ConnectionHistory,
-    attempts: _Attempts,
-    exceptions: list[BaseException | None],
-    winner_index: int | None,
-) -> None:
-    """Tell the history how each attempt went (see async_stagger.history)."""
-    for index, ((address, local), exc) in enumerate(
-        zip(attempts.addresses, exceptions, strict=False)
-    ):
-        if index == winner_index:
-            outcome = "connected"
-        elif isinstance(exc, OSError):
-            if local is not None and isinstance(exc.__cause__, OSError):
-                continue  # the local address could not be bound: not its fault
-            outcome = "failed"
-        elif winner_index is not None and index in attempts.outlived:
-            # Cancelled because another won after its delay ran out.
-            outcome = "no answer"
-        else:
-            continue  # cancelled early: nothing learned
-        source = attempts.sources.get(index, "")
-        if source == "":
-            source = _source_host(address, local)
-        if source is None:
-            continue
-        if outcome == "connected":
-            # TCP's connect time: with TLS, the handshake is not the RTT.
-            connected = attempts.connected_at.get(index)
-            if connected is not None:
-                rtt = connected - attempts.started.get(index, connected)
-                history.record_success(source, address[0], rtt)
-        elif outcome == "failed":
-            history.record_failure(source, address[0], "failed")
-        else:
-            history.record_failure(source, address[0], "no answer")
-
-
-class _TLSAttempts(_Attempts):
-    """The attempts of a TLS-aware race: each does its TLS handshake once
-    TCP is connected, and succeeds with it (see ``_tls_attempt``)."""
-
-    __slots__ = ("tls",)
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        remote: AsyncIterator[AddrInfo],
-        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
-        tls: TLSRace,
-    ) -> None:
-        super().__init__(loop, remote, local_addrs)
-        self.tls = tls
-
-
-# asyncio's own sock_connect for selector loops (see _connect_when_writable).
-_SELECTOR_SOCK_CONNECT = asyncio.selector_events.BaseSelectorEventLoop.sock_connect
-
-
-async def _connect_when_writable(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]
-) -> None:
-    """Connect the non-blocking *sock* to the resolved *address*: what
-    ``loop.sock_connect`` does, without what it does first.
-
-    asyncio's selector loops resolve the address again before connecting
-    (``_ensure_resolved``: a coroutine, an address parser and two enum
-    conversions, all in Python), and uvloop's calls its full
-    ``getaddrinfo`` (dropping an IPv6 address's scope id on the way). Our
-    addresses come from the resolver, already in ``getaddrinfo`` form; that
-    second resolution cost about a tenth of a connection's CPU time on
-    asyncio's loop, and more than the rest of the connection on uvloop's.
-    The steps that remain are the loops' own: ``connect()``; if it is in
-    progress, wait until the socket is writable, then read ``SO_ERROR`` (an
-    error raises ``OSError(err, "Connect call failed ...")``, their exception
-    and message).
-    """
-    try:
-        sock.connect(address)
-        return
-    except (BlockingIOError, InterruptedError):
-        pass  # in progress: wait until the socket is writable
-    fd = sock.fileno()
-    writable = loop.create_future()
-    loop.add_writer(fd, _set_once, writable)
-    try:
-        await writable
-    finally:
-        loop.remove_writer(fd)
-    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if error:
-        raise OSError(error, f"Connect call failed {address}")
-
-
-def _connects_directly(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether attempts on *loop* connect with :func:`_connect_when_writable`:
-    when its ``sock_connect`` is asyncio's selector one or uvloop's, its
-    class's own. Any other (Windows' proactor, a loop class or a program
-    that replaced it) is used as it is."""
-    # Not by looking in loop.__dict__: on Python 3.11+ reading an object's
-    # __dict__ turns its attribute storage into a real dict for good, and
-    # every attribute asyncio reads on the loop afterwards gets slower
-    # (measured: +8 % instructions per connection).
-    connect = getattr(loop.sock_connect, "__func__", None)
-    if connect is _SELECTOR_SOCK_CONNECT:
-        return True
-    uvloop = sys.modules.get("uvloop.loop")  # imported if this is its loop
-    return uvloop is not None and connect is getattr(uvloop.Loop, "sock_connect", 0)
-
-
-def _set_once(future: asyncio.Future[None]) -> None:
-    # A writable socket is reported on every pass of the loop until the
-    # waiting coroutine runs and unregisters it.
-    if not future.done():
-        future.set_result(None)
-
-
-async def _nothing() -> None:
-    pass
-
-
-def _family_name(family: int) -> str:
-    try:
-        return socket.AddressFamily(family).name
-    except ValueError:
-        return str(family)
-
-
-# -- the connection ---------------------------------------------------------------
-
-
-def _describe(address: tuple[Any, ...], local: tuple[Any, ...] | None) -> str:
-    text = f"{address[0]}:{address[1]}" if len(address) >= 2 else repr(address)
-    if ":" in str(address[0]):
-        text = f"[{address[0]}]:{address[1]}"
-    if local is not None:
-        text += f" from {local[0]}:{local[1]}" if len(local) >= 2 else f" {local!r}"
-    return text
-
-
-def _annotate(exc: BaseException, note: str) -> None:
-    notes = getattr(exc, "__notes__", None)
-    if notes is None or note not in notes:
-        exc.add_note(note)
-
-
-def _failure(
-    host: Host,
-    port: Port,
-    attempts: _Attempts,
-    exceptions: list[BaseException | None],
-    source_exc: BaseException | None,
-    raise_exc_group: bool,
-) -> BaseException:
-    """The exception to raise when no attempt succeeded."""
-    failures: list[tuple[str, BaseException]] = []
-    for (address, local), exc in zip(attempts.addresses, exceptions, strict=False):
-        if exc is not None:
-            failures.append((_describe(address, local), exc))
-    for address, exc in attempts.skipped:
-        failures.append((_describe(address, None), exc))
-    lookup: list[BaseException] = []
-    if isinstance(source_exc, BaseExceptionGroup):
-        lookup.extend(source_exc.exceptions)
-    elif source_exc is not None:
-        lookup.append(source_exc)
-    # Annotate in place: the note travels with the exception however it is
-    # reported, alone, combined or in a group.
-    for description, exc in failures:
-        _annotate(exc, f"while connecting to {description}")
-    for exc in lookup:
-        _annotate(exc, f"while resolving {host!r} (port {port!r})")
-
-    if raise_exc_group:
-        everything = [exc for _, exc in failures] + lookup
-        if not everything:
-            everything = [_empty_answer(host, port)]
-        return _exception_group(
-            f"all connection attempts to {host!r} port {port!r} failed", everything
-        )
-
-    if not failures:
-        if lookup:
-            # RFC 8305 §3: only both families failing is an error; the
-            # resolver raises socket.gaierror for that, as asyncio does.
-            return source_exc if source_exc is not None else lookup[0]
-        return _empty_answer(host, port)
-    errors = [exc for _, exc in failures]
-    if len(errors) == 1 and not lookup:
-        return errors[0]
-    model = str(errors[0])
-    if not lookup and all(str(exc) == model for exc in errors):
-        return errors[0]
-    # Like asyncio: one OSError naming every attempt's error, here with the
-    # address each belongs to.
-    parts = [f"{description}: {exc}" for description, exc in failures]
-    parts += [f"lookup of {host!r}: {exc}" for exc in lookup]
-    return OSError(f"Multiple exceptions: {'; '.join(parts)}")
-
-
-def _empty_answer(host: object, port: object) -> OSError:
-    # asyncio's words, which async_stagger 0.4 used too, naming the host.
-    return OSError(f"getaddrinfo({host!r}, {port!r}) returned empty list")
-
-
-def _exception_group(message: str, excs: list[BaseException]) -> BaseException:
-    if all(isinstance(exc, Exception) for exc in excs):
-        return ExceptionGroup(message, excs)  # type: ignore[type-var]
-    return BaseExceptionGroup(message, excs)
-
-
-async def _resolve_local_addr(
-    loop: asyncio.AbstractEventLoop,
-    local_addr: tuple[Any, ...],
-    *,
-    family: int,
-    proto: int,
-    flags: int,
-) -> list[tuple[int, tuple[Any, ...]]]:
-    """Resolve asyncio's ``local_addr`` (a host/port pair) like asyncio."""
-    if not isinstance(local_addr, tuple | list) or len(local_addr) < 2:
-        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
-    host, port = local_addr[0], local_addr[1]
-    check_port(port)
-    infos = await loop.getaddrinfo(
-        host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
-    )
-    if not infos:
-        raise _empty_answer(host, port)
-    return [(info[0], info[4]) for info in infos]
-
-
-async def _collect_local_addrs(
-    local_addrs: LocalAddrs,
-) -> list[tuple[int, tuple[Any, ...]]]:
-    addrs: list[tuple[Any, ...]] = []
-    if isinstance(local_addrs, AsyncIterable):
-        async for address in local_addrs:
-            addrs.append(address)
-    elif isinstance(local_addrs, Iterable) and not isinstance(local_addrs, str | bytes):
-        addrs.extend(local_addrs)
-    else:
-        raise TypeError(
-            "local_addrs must be an iterable or async iterable of resolved"
-            f" address tuples, got {local_addrs!r}"
-        )
-    return [(_local_family(address), tuple(address)) for address in addrs]
 
 
 async def create_connected_sock(
@@ -935,101 +236,31 @@ async def create_connected_sock(
        concern the TCP connection (*local_addr*, *happy_eyeballs_delay*,
        *interleave*, *all_errors*).
     """
-    chosen_delay = _check_connection_keywords(
-        host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
-        interleave, delay, resolver,
-    )  # fmt: skip
-    loop = asyncio.get_running_loop()
-    sock: socket.socket = await _create_connection(
-        loop, None, host, port, family, proto, flags, None, local_addrs,
-        local_addr, chosen_delay, resolver, raise_exc_group or all_errors,
-        interleave, None, trace, nat64, False, history,
-    )  # fmt: skip
+    plan = _plan(
+        asyncio.get_running_loop(),
+        host,
+        port,
+        family=family,
+        proto=proto,
+        flags=flags,
+        local_addr=local_addr,
+        local_addrs=local_addrs,
+        happy_eyeballs_delay=happy_eyeballs_delay,
+        interleave=interleave,
+        delay=delay,
+        resolver=resolver,
+        raise_exc_group=raise_exc_group or all_errors,
+        trace=trace,
+        nat64=nat64,
+        tls=None,
+        race_tls=False,
+        history=history,
+    )
+    sock: socket.socket = await make_connection(plan, None)
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def _prepare(
-    loop: object,
-    host: Host,
-    port: Port,
-    ssl: SSLArg,
-    family: int,
-    proto: int,
-    flags: int,
-    sock: socket.socket | None,
-    local_addr: tuple[Any, ...] | None,
-    server_hostname: str | None,
-    ssl_handshake_timeout: float | None,
-    ssl_shutdown_timeout: float | None,
-    happy_eyeballs_delay: Delay,
-    interleave: int | None,
-    delay: Delay,
-    resolver: Resolver,
-) -> tuple[asyncio.AbstractEventLoop, dict[str, Any] | None, float | None]:
-    """Check ``create_connection``'s arguments as asyncio does, before any
-    network activity; return the loop, the TLS keywords and the delay."""
-    if (
-        # The commonest call, a host and a port, checked in a few
-        # comparisons; anything else goes through the full checks.
-        _typeof(host) is str
-        and host
-        and "\0" not in host
-        and _typeof(port) is int
-        and 0 <= port <= 65535
-        and resolver is concurrent_resolver
-        and _typeof(family) is _typeof(proto) is _typeof(flags) is int
-        and delay is NOT_GIVEN
-        and happy_eyeballs_delay is NOT_GIVEN
-        and (
-            loop,
-            ssl,
-            sock,
-            local_addr,
-            server_hostname,
-            ssl_handshake_timeout,
-            ssl_shutdown_timeout,
-            interleave,
-        )
-        == _ALL_NONE
-    ):
-        return asyncio.get_running_loop(), None, defaults.CONNECTION_ATTEMPT_DELAY
-    running = _check_loop(loop)
-    tls: dict[str, Any] | None = None
-    if ssl is not None and ssl is not False:
-        _check_ssl(ssl)
-        if server_hostname is None:
-            # asyncio's default: check the certificate against the host name.
-            if not host:
-                raise ValueError(
-                    "You must set server_hostname when using ssl without a host"
-                )
-            server_hostname = host.decode() if isinstance(host, bytes) else host
-        tls = {"ssl": ssl, "server_hostname": server_hostname}
-        if ssl_handshake_timeout is not None:
-            tls["ssl_handshake_timeout"] = ssl_handshake_timeout
-        if ssl_shutdown_timeout is not None:
-            tls["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-    else:
-        # asyncio's rules, with asyncio's exception types.
-        if server_hostname is not None:
-            raise ValueError("server_hostname is only meaningful with ssl")
-        if ssl_handshake_timeout is not None:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-    if sock is not None:
-        _check_sock(sock, host=host, port=port)
-        return running, tls, 0.0
-    if host is None and port is None:
-        raise ValueError("host and port was not specified and no sock specified")
-    chosen_delay = _check_connection_keywords(
-        host, port, family, proto, flags, local_addr, happy_eyeballs_delay,
-        interleave, delay, resolver,
-    )  # fmt: skip
-    return running, tls, chosen_delay
 
 
 async def create_connection(
@@ -1130,250 +361,33 @@ async def create_connection(
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
-    if race_tls is not True:
-        _check_race_tls(race_tls)
-    running, tls, chosen_delay = _prepare(
-        loop, host, port, ssl, family, proto, flags, sock,
-        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
-        happy_eyeballs_delay, interleave, delay, resolver,
-    )  # fmt: skip
+    plan = _plan_with_loop(
+        loop,
+        host,
+        port,
+        ssl=ssl,
+        family=family,
+        proto=proto,
+        flags=flags,
+        sock=sock,
+        local_addr=local_addr,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+        happy_eyeballs_delay=happy_eyeballs_delay,
+        interleave=interleave,
+        local_addrs=local_addrs,
+        delay=delay,
+        resolver=resolver,
+        raise_exc_group=raise_exc_group or all_errors,
+        trace=trace,
+        nat64=nat64,
+        race_tls=race_tls,
+        history=history,
+    )
     result: tuple[asyncio.BaseTransport, asyncio.BaseProtocol]
-    result = await _create_connection(
-        running, protocol_factory, host, port, family, proto, flags, sock,
-        local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls, history,
-    )  # fmt: skip
+    result = await make_connection(plan, protocol_factory)
     return result
-
-
-async def _create_connection(
-    loop: asyncio.AbstractEventLoop,
-    protocol_factory: Callable[[], asyncio.BaseProtocol] | None,
-    host: Host,
-    port: Port,
-    family: int,
-    proto: int,
-    flags: int,
-    sock: socket.socket | None,
-    local_addrs: LocalAddrs | None,
-    local_addr: tuple[Any, ...] | None,
-    delay: float | None,
-    resolver: Resolver,
-    raise_exc_group: bool,
-    first_addr_family_count: int | None,
-    tls: dict[str, Any] | None,
-    trace: TraceCallback | None,
-    nat64: Nat64Setting = True,
-    race_tls: bool = False,
-    history: ConnectionHistory | HistoryOption | None = SHARED,
-) -> Any:
-    """Race connection attempts to *host* and *port*. Without a
-    *protocol_factory*, return the winning socket; with one, return the
-    loop's ``(transport, protocol)`` for it (TLS too, with *tls*: raced
-    when *race_tls*, else on the winner only). Events go to *trace*, if
-    given.
-
-    One coroutine for all three public functions: every coroutine between
-    the caller and the socket's ``connect`` is paid for again each time the
-    connection waits.
-    """
-    if nat64 is not True:
-        nat64 = check_setting(nat64)
-    if trace is not None or (
-        # The "async_stagger" logger gets the events when it is enabled for
-        # DEBUG: one check per connection when it is not.
-        LOGGER.isEnabledFor(logging.DEBUG) and not tracing_active()
-    ):
-        # Connect as an untraced call would, inside the tracing block.
-        with tracing(_logged(trace) if LOGGER.isEnabledFor(logging.DEBUG) else trace):
-            return await _create_connection(
-                loop, protocol_factory, host, port, family, proto, flags, sock,
-                local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None, nat64, race_tls, history,
-            )  # fmt: skip
-    if sock is not None:
-        # No Happy Eyeballs to do: the loop takes the socket as it is.
-        assert protocol_factory is not None
-        if tls is None:
-            return await loop.create_connection(protocol_factory, sock=sock)
-        return await loop.create_connection(protocol_factory, sock=sock, **tls)
-    used_history: ConnectionHistory | None = None
-    if history is SHARED:
-        used_history = _history._shared
-    elif history is not None:
-        used_history = resolve_history_option(history)
-    try:
-        locals_: list[tuple[int, tuple[Any, ...]]] | None = None
-        if local_addrs is not None or local_addr is not None:
-            if local_addrs is not None:
-                locals_ = await _collect_local_addrs(local_addrs)
-            if local_addr is not None:
-                resolved = await _resolve_local_addr(
-                    loop, local_addr, family=family, proto=proto, flags=flags
-                )
-                locals_ = resolved if locals_ is None else locals_ + resolved
-            if not locals_:
-                raise ValueError("local_addrs is empty: no local address to bind to")
-
-        if resolver is concurrent_resolver:
-            # The default resolver, past its own argument checks: ours have
-            # checked the same values (going through its public signature
-            # costs 1.6 % of a literal connection's instructions).
-            if first_addr_family_count is None:
-                remote = _resolve_checked(
-                    host, port, family, _SOCK_STREAM, proto, flags,
-                    raise_exc_group=raise_exc_group,
-                    nat64=nat64,
-                    history=used_history,
-                )  # fmt: skip
-            else:
-                remote = _resolve_checked(
-                    host, port, family, _SOCK_STREAM, proto, flags,
-                    first_addr_family_count=first_addr_family_count,
-                    raise_exc_group=raise_exc_group,
-                    # asyncio's interleave=0: the order as getaddrinfo gave
-                    # it, neither sorted nor interleaved.
-                    sorter=_sort_addresses if first_addr_family_count else None,
-                    nat64=nat64,
-                    history=used_history,
-                )  # fmt: skip
-        else:
-            # The keywords of the 0.4 resolver contract, and of the others
-            # only those asked for and declared by the resolver, so custom
-            # resolvers written for async_stagger 0.4 keep working.
-            options: dict[str, Any] = {}
-            if first_addr_family_count or raise_exc_group or nat64 is not True:
-                taken = extra_keywords_taken(resolver)
-                if first_addr_family_count and "first_addr_family_count" in taken:
-                    options["first_addr_family_count"] = first_addr_family_count
-                if raise_exc_group and "raise_exc_group" in taken:
-                    options["raise_exc_group"] = True
-                if nat64 is not True and "nat64" in taken:
-                    options["nat64"] = nat64
-            if used_history is not None and _orders_by_history(resolver):
-                options["history"] = used_history
-            remote = resolver(
-                host,
-                port,
-                family=family,
-                type=_SOCK_STREAM,
-                proto=proto,
-                flags=flags,
-                **options,
-            )
-        tls_race = None
-        if tls is None or not race_tls:
-            attempts = _Attempts(loop, remote, locals_)
-        else:
-            tls_race = TLSRace(loop, tls)
-            attempts = _TLSAttempts(loop, remote, locals_, tls_race)
-        winner: Any = None
-        delay_for = None
-        # An IP literal has one address: nothing to order or time, and not
-        # worth recording (it would cost every literal connection).
-        if _typeof(remote) is not _DirectAnswer:
-            if used_history is not None:
-                attempts._watch(used_history, delay)
-                if delay is defaults.CONNECTION_ATTEMPT_DELAY:
-                    # No delay was given (this very object is the default):
-                    # the history may time each attempt (RFC 8305 §5). A
-                    # delay the caller chose is used as given.
-                    delay_for = attempts.delay_after
-            elif tracing_active():
-                attempts._watch(None, delay)
-        try:
-            winner, winner_index, exceptions, source_exc = await _race_on_loop(
-                loop, attempts, delay, delay_for
-            )
-            if attempts.history is not None:
-                _record_outcomes(attempts.history, attempts, exceptions, winner_index)
-        finally:
-            # The race closes its losers; this also catches a winner the race
-            # dropped because we were cancelled just as it won. (In a TLS
-            # race no socket is left here: each is a transport's by now.)
-            live = attempts.live
-            if len(live) > 1 or winner is None:
-                for sock in live:
-                    if sock is not winner:
-                        sock.close()
-            if tls_race is not None:
-                tls_race.abort_all_but(winner)
-        if winner is None:
-            raise _failure(
-                host, port, attempts, exceptions, source_exc, raise_exc_group
-            )
-    except BaseException as exc:
-        emit("connection_failed", error=exc)
-        raise
-    if protocol_factory is None:
-        return winner
-    if tls_race is not None:
-        try:
-            return await tls_race.hand_over(winner, protocol_factory)
-        except BaseException as exc:
-            emit("connection_failed", error=exc)
-            raise
-    if tls is None:
-        try:
-            return await loop.create_connection(protocol_factory, sock=winner)
-        except BaseException as exc:
-            _let_go_of_handed_over(loop, winner)
-            emit("connection_failed", error=exc)
-            raise
-    # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
-    # picked the winner, TLS runs on the winner only.
-    peer = _peer(winner)
-    emit("tls_started", address=peer)
-    try:
-        transport, protocol = await loop.create_connection(
-            protocol_factory, sock=winner, **tls
-        )
-    except BaseException as exc:
-        _let_go_of_handed_over(loop, winner)
-        emit("tls_failed", address=peer, error=exc)
-        emit("connection_failed", error=exc)
-        raise
-    emit("tls_succeeded", address=peer)
-    return transport, protocol
-
-
-def _let_go_of_handed_over(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket
-) -> None:
-    """Clean up after ``loop.create_connection(sock=sock)`` failed or was
-    cancelled.
-
-    The rule: once a socket has been handed to a transport, only the
-    transport closes it (we abort the transport); we close the socket
-    ourselves only while no transport exists. A cancellation just after a
-    TLS handshake makes asyncio's ``create_connection`` call ``close()`` on
-    its SSL transport, which starts a TLS shutdown (up to
-    ``ssl_shutdown_timeout``, 30 s) with the socket still registered on the
-    loop; closing the socket under it freed its descriptor number, and the
-    next socket given that number failed with "File descriptor N is used by
-    transport". Aborting ends that transport at once and lets it close its
-    own socket.
-    """
-    if sock.fileno() == -1:
-        return  # the transport has closed it already
-    # asyncio's selector loops keep every live transport by descriptor
-    # (``_transports``, which their ``add_reader`` checks); another loop
-    # (uvloop, the proactor) has no such table and, when its
-    # create_connection fails, leaves the socket to the caller.
-    transports = getattr(loop, "_transports", None)
-    transport = transports.get(sock.fileno()) if transports is not None else None
-    if transport is not None and getattr(transport, "_sock", None) is sock:
-        transport.abort()  # it closes the socket itself, in its next step
-    else:
-        sock.close()
-
-
-def _peer(sock: socket.socket) -> tuple[Any, ...] | None:
-    try:
-        peer = sock.getpeername()
-    except OSError:
-        return None
-    return peer if isinstance(peer, tuple) else None
 
 
 async def open_connection(
@@ -1451,22 +465,165 @@ async def open_connection(
     .. versionadded:: 1.0
        *race_tls*: TLS handshakes are part of the race.
     """
-    if type(limit) is not int or limit <= 0:
-        _check_int("limit", limit)
-        raise ValueError(f"limit must be positive, got {limit!r}")
-    if race_tls is not True:
-        _check_race_tls(race_tls)
-    running, tls, chosen_delay = _prepare(
-        loop, host, port, ssl, family, proto, flags, sock,
-        local_addr, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout,
-        happy_eyeballs_delay, interleave, delay, resolver,
-    )  # fmt: skip
+    check_limit(limit)
+    plan = _plan_with_loop(
+        loop,
+        host,
+        port,
+        ssl=ssl,
+        family=family,
+        proto=proto,
+        flags=flags,
+        sock=sock,
+        local_addr=local_addr,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+        happy_eyeballs_delay=happy_eyeballs_delay,
+        interleave=interleave,
+        local_addrs=local_addrs,
+        delay=delay,
+        resolver=resolver,
+        raise_exc_group=raise_exc_group or all_errors,
+        trace=trace,
+        nat64=nat64,
+        race_tls=race_tls,
+        history=history,
+    )
+    running = plan.loop
     reader = asyncio.StreamReader(limit=limit, loop=running)
     protocol = asyncio.StreamReaderProtocol(reader, loop=running)
-    transport, _ = await _create_connection(
-        running, lambda: protocol, host, port, family, proto, flags, sock,
-        local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls, history,
-    )  # fmt: skip
+    transport, _ = await make_connection(plan, lambda: protocol)
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
+
+
+# -- building the plan ----------------------------------------------------------
+
+
+def _plan_with_loop(
+    loop: object,
+    host: Host,
+    port: Port,
+    *,
+    ssl: SSLArg,
+    family: int,
+    proto: int,
+    flags: int,
+    sock: socket.socket | None,
+    local_addr: tuple[Any, ...] | None,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+    happy_eyeballs_delay: Delay,
+    interleave: int | None,
+    local_addrs: LocalAddrs | None,
+    delay: Delay,
+    resolver: Resolver,
+    raise_exc_group: bool,
+    trace: TraceCallback | None,
+    nat64: Nat64Setting,
+    race_tls: bool,
+    history: ConnectionHistory | HistoryOption | None,
+) -> ConnectionPlan:
+    """The plan of ``create_connection`` and ``open_connection``: their
+    arguments checked as asyncio checks them, before any network activity."""
+    check_race_tls(race_tls)
+    running = check_loop(loop)
+    tls = tls_keywords(
+        host, ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
+    )
+    if sock is not None:
+        # No Happy Eyeballs: the other connection keywords play no part.
+        check_sock(sock, host=host, port=port)
+        return ConnectionPlan(
+            running, host, port, family, proto, flags, sock, None, None, 0.0,
+            True, resolver, None, raise_exc_group, tls, race_tls, trace,
+            _checked_nat64(nat64), history,
+        )  # fmt: skip
+    if host is None and port is None:
+        raise ValueError("host and port was not specified and no sock specified")
+    return _plan(
+        running,
+        host,
+        port,
+        family=family,
+        proto=proto,
+        flags=flags,
+        local_addr=local_addr,
+        local_addrs=local_addrs,
+        happy_eyeballs_delay=happy_eyeballs_delay,
+        interleave=interleave,
+        delay=delay,
+        resolver=resolver,
+        raise_exc_group=raise_exc_group,
+        trace=trace,
+        nat64=nat64,
+        tls=tls,
+        race_tls=race_tls,
+        history=history,
+    )
+
+
+def _plan(
+    loop: asyncio.AbstractEventLoop,
+    host: Host,
+    port: Port,
+    *,
+    family: int,
+    proto: int,
+    flags: int,
+    local_addr: tuple[Any, ...] | None,
+    local_addrs: LocalAddrs | None,
+    happy_eyeballs_delay: Delay,
+    interleave: int | None,
+    delay: Delay,
+    resolver: Resolver,
+    raise_exc_group: bool,
+    trace: TraceCallback | None,
+    nat64: Nat64Setting,
+    tls: dict[str, Any] | None,
+    race_tls: bool,
+    history: ConnectionHistory | HistoryOption | None,
+) -> ConnectionPlan:
+    """Check the keywords all three connection functions take, before any
+    network activity, and make the plan of a Happy Eyeballs connection."""
+    check_target(host, port, family, proto, flags)
+    chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
+    check_resolver_options(resolver, interleave, local_addr)
+    return ConnectionPlan(
+        loop, host, port, family, proto, flags, None, local_addr, local_addrs,
+        defaults.CONNECTION_ATTEMPT_DELAY if chosen_delay is NOT_GIVEN
+        else chosen_delay,
+        chosen_delay is not NOT_GIVEN, resolver, interleave, raise_exc_group,
+        tls, race_tls, trace, _checked_nat64(nat64), history,
+    )  # fmt: skip
+
+
+def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | NotGiven | None:
+    """The Connection Attempt Delay asked for: *delay* (async_stagger's name)
+    or *happy_eyeballs_delay* (asyncio's), ``None`` for one attempt at a
+    time, :data:`NOT_GIVEN` when neither is given. Both given must agree:
+    one silently overriding the other would hide a mistake."""
+    if delay is NOT_GIVEN:
+        if happy_eyeballs_delay is NOT_GIVEN:
+            return NOT_GIVEN
+        return check_seconds(
+            "happy_eyeballs_delay", happy_eyeballs_delay, allow_none=True
+        )
+    checked = check_seconds("delay", delay, allow_none=True)
+    if happy_eyeballs_delay is not NOT_GIVEN:
+        checked_he = check_seconds(
+            "happy_eyeballs_delay", happy_eyeballs_delay, allow_none=True
+        )
+        if checked != checked_he:
+            raise TypeError(
+                "delay and happy_eyeballs_delay are the same setting; give one,"
+                f" got delay={delay!r},"
+                f" happy_eyeballs_delay={happy_eyeballs_delay!r}"
+            )
+    return checked
+
+
+def _checked_nat64(nat64: Nat64Setting) -> bool | tuple[IPv6Network, ...]:
+    return nat64 if nat64 is True else check_setting(nat64)

@@ -81,7 +81,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import sys
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -95,6 +94,7 @@ from types import CoroutineType
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from ._checks import check_seconds
+from ._loop_abilities import start_task
 from ._tasks import wait_until_done
 
 __all__ = ["AttemptFactory", "RaceResult", "staggered_race"]
@@ -116,9 +116,6 @@ _NOT_FINISHED: Any = object()
 # What a pull of the source returns when it started nothing: the source
 # ended or failed, or is still thinking (look again once woken).
 _NO_ITEM: Any = object()
-
-# asyncio.Task(..., eager_start=True) exists from Python 3.12 on.
-_EAGER_START = sys.version_info >= (3, 12)
 
 # Iterators whose __length_hint__ is an exact count, not PEP 424's estimate:
 # the number of items not yet visited. (A list grown while it is being raced
@@ -262,12 +259,6 @@ class _Race(Generic[T]):
         self.inline_running = False
         self.cancelled_inline = False
         self.driver: asyncio.Task[None] | None = None
-
-    @property
-    def eager(self) -> bool:
-        """Whether to start attempt tasks eagerly: where asyncio can, unless
-        the loop has a task factory of its own (it gets its way)."""
-        return _EAGER_START and self.loop.get_task_factory() is None
 
     # -- the race in three steps ------------------------------------------------
 
@@ -475,11 +466,7 @@ class _Race(Generic[T]):
         # first suspension right now, so a connect() that completes or fails
         # at once costs no loop iteration. It may even finish, and win, before
         # this returns; the driver re-checks the state after every start.
-        attempt = self._attempt(index, factory)
-        if self.eager:
-            task = asyncio.Task(attempt, loop=self.loop, eager_start=True)  # type: ignore[call-arg]
-        else:
-            task = self.loop.create_task(attempt)
+        task = start_task(self.loop, self._attempt(index, factory))
         if not task.done():
             self.tasks[index] = task
 

@@ -67,14 +67,12 @@ import builtins
 import contextvars
 import math
 import socket
-import sys
 import time
 import weakref
 from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
     Iterable,
     Sequence,
 )
@@ -83,6 +81,7 @@ from typing import Any, TypeAlias, cast
 from . import nat64 as _nat64
 from ._checks import check_host, check_port, check_seconds
 from ._lookup_threads import getaddrinfo_in_daemon_thread
+from ._loop_abilities import has_stock_getaddrinfo, start_task
 from ._tasks import wait_until_done
 from .address_order import (
     SOURCE_CACHE_SECONDS,
@@ -712,31 +711,6 @@ def _forget(
         del table[key]
 
 
-# asyncio's own loop.getaddrinfo, for telling it from a replacement.
-_BASE_GETADDRINFO = asyncio.BaseEventLoop.getaddrinfo
-
-
-def _loop_has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether *loop*'s ``getaddrinfo`` is its class's own, asyncio's or
-    uvloop's: the system's ``getaddrinfo`` in a thread, which our daemon
-    threads do better (see :mod:`async_stagger._lookup_threads`).
-
-    asyncio's runs in the loop's default executor, which ``asyncio.run``
-    waits for at shutdown: one lookup abandoned after the race was won (a
-    lost AAAA answer) held up the program's end by the resolver's timeout.
-    uvloop's runs in libuv's small thread pool, where one unanswered AAAA
-    query would hold up every other host's lookups until glibc gives up on
-    it. A ``getaddrinfo`` a program or a test put on the loop, or a loop
-    class of its own, is called as it is.
-    """
-    # Not by looking in loop.__dict__ (see connection._connects_directly).
-    lookup = getattr(loop.getaddrinfo, "__func__", None)
-    if lookup is _BASE_GETADDRINFO:
-        return True
-    uvloop = sys.modules.get("uvloop.loop")  # imported if this is its loop
-    return uvloop is not None and lookup is getattr(uvloop.Loop, "getaddrinfo", 0)
-
-
 def _join_shared_lookup(
     loop: asyncio.AbstractEventLoop,
     host: Host,
@@ -766,43 +740,13 @@ def _start_lookup(
     key: _LookupKey,
 ) -> _SharedLookup:
     shared = _SharedLookup(table, key)
-    # The lookup's first step may run right here and even finish it
-    # (settling it) before the task is returned: see _lookup_task.
-    shared.task = _lookup_task(loop, _run_lookup(shared, loop, getaddrinfo_async))
+    # Started eagerly where the loop allows (see _loop_abilities): the first
+    # step of a lookup only hands the query to a thread (or to a DNS
+    # library); taking it at once sends the query one pass of the loop
+    # sooner and, when the answer is immediate (a cache, a hosts-file
+    # answer), settles the lookup before the task is even returned.
+    shared.task = start_task(loop, _run_lookup(shared, loop, getaddrinfo_async))
     return shared
-
-
-if sys.version_info >= (3, 12):
-    _BASE_CREATE_TASK = asyncio.BaseEventLoop.create_task
-
-    def _lookup_task(
-        loop: asyncio.AbstractEventLoop,
-        coro: Coroutine[Any, Any, list[AddrInfo]],
-    ) -> asyncio.Task[list[AddrInfo]]:
-        """A task for a lookup, started eagerly where the loop allows.
-
-        The first step of a lookup only hands the query to the executor (or
-        to a DNS library); taking it at once, in the resolving task, sends
-        the query one pass of the event loop sooner and, when the answer is
-        immediate (a cache, a hosts-file answer), spares the loop passes
-        that would deliver it. A loop with a task factory, or with its own
-        ``create_task``, gets its way.
-        """
-        if (
-            loop.get_task_factory() is None
-            and builtins.type(loop).create_task is _BASE_CREATE_TASK
-        ):
-            return asyncio.Task(coro, loop=loop, eager_start=True)
-        return loop.create_task(coro)
-
-else:
-
-    def _lookup_task(
-        loop: asyncio.AbstractEventLoop,
-        coro: Coroutine[Any, Any, list[AddrInfo]],
-    ) -> asyncio.Task[list[AddrInfo]]:
-        """A task for a lookup (Python 3.11 has no eager start)."""
-        return loop.create_task(coro)
 
 
 async def _run_lookup(
@@ -818,7 +762,7 @@ async def _run_lookup(
                     host, port, family=family, type=type, proto=proto, flags=flags
                 )
             )
-        elif _loop_has_stock_getaddrinfo(loop):
+        elif has_stock_getaddrinfo(loop):
             infos = cast(
                 list[AddrInfo],
                 await getaddrinfo_in_daemon_thread(

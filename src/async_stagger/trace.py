@@ -179,13 +179,28 @@ def tracing(callback: TraceCallback | None) -> Iterator[None]:
     if callback is None:
         yield
         return
-    if not callable(callback):
-        raise TypeError(f"trace must be callable or None, got {callback!r}")
-    token = _current_trace.set(callback)
+    token = _start_tracing(callback)
     try:
         yield
     finally:
-        _current_trace.reset(token)
+        _stop_tracing(token)
+
+
+def _start_tracing(
+    callback: TraceCallback,
+) -> contextvars.Token[TraceCallback | None]:
+    """Enter a :func:`tracing` block without a ``with`` statement (the
+    connection functions, which would otherwise need a coroutine more, or a
+    context manager, for every connection); end it with
+    :func:`_stop_tracing`."""
+    if not callable(callback):
+        raise TypeError(f"trace must be callable or None, got {callback!r}")
+    return _current_trace.set(callback)
+
+
+def _stop_tracing(token: contextvars.Token[TraceCallback | None]) -> None:
+    """End the block :func:`_start_tracing` entered."""
+    _current_trace.reset(token)
 
 
 class LogTrace:

@@ -1,0 +1,451 @@
+"""One attempt per (remote, local) address pair of the same family; every
+socket an attempt creates is closed unless it is handed over.
+
+The race (:func:`~async_stagger.race._race_on_loop`) pulls attempts from
+:class:`_Attempts`, an async iterator over the resolver's addresses; each
+attempt creates a socket, binds it when a local address is given, and
+connects it (:func:`_connect_when_writable` where the loop allows, see
+:mod:`async_stagger._loop_abilities`). In a TLS-aware race
+(:class:`_TLSAttempts`) an attempt also does its TLS handshake. What the
+history learns from the attempts is recorded here too
+(:func:`_record_outcomes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from . import defaults
+from ._checks import check_port
+from ._describe import family_constant_name
+from ._failure import empty_answer
+from ._loop_abilities import connects_directly
+from ._tls_attempt import Handshake, TLSRace
+from .address_order import find_source_address
+from .history import ConnectionHistory
+from .race import _items_left
+from .trace import emit, tracing_active
+
+if TYPE_CHECKING:
+    from .connection import AddrInfo, LocalAddrs
+
+
+def _local_family(address: tuple[Any, ...]) -> int:
+    """The family a resolved local address belongs to (0: fits either)."""
+    if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+        raise TypeError(
+            "local addresses must be resolved socket address tuples such as"
+            f" ('192.0.2.1', 0) or ('2001:db8::1', 0, 0, 0), got {address!r}"
+        )
+    host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        raise TypeError(f"local address host must be a str, got {address!r}")
+    if host == "":
+        return 0
+    if len(address) == 4 or ":" in host:
+        return socket.AF_INET6
+    return socket.AF_INET
+
+
+class _Attempts:
+    """The attempts of one connection, as an async iterator for the race.
+
+    Each address from the resolver becomes one attempt per local address of
+    its own family (or one unbound attempt when no local address is given).
+    Pairing by family means no attempt is made that is bound to fail: an IPv6
+    socket cannot be bound to an IPv4 address. A remote address with no
+    local partner is recorded as a failure without creating anything.
+    """
+
+    __slots__ = (
+        "addresses",
+        "connected_at",
+        "default_delay",
+        "delays",
+        "direct_connect",
+        "finished",
+        "history",
+        "live",
+        "local_addrs",
+        "loop",
+        "measured",
+        "outlived",
+        "pending",
+        "remote",
+        "skipped",
+        "sources",
+        "started",
+        "unanswered",
+        "watched",
+    )
+
+    # The race may believe __length_hint__: it counts what is really left
+    # (a resolver's hint only when that one is exact too: _items_left).
+    _exact_length_hint = True
+
+    # Set in a TLS-aware race (_TLSAttempts): the TLS handshake each attempt
+    # also does. A class attribute here, so the plain path stores nothing.
+    tls: TLSRace | None = None
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        remote: AsyncIterator[AddrInfo],
+        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
+    ) -> None:
+        self.loop = loop
+        self.remote = remote
+        self.local_addrs = local_addrs
+        self.direct_connect = connects_directly(loop)
+        # (remote sockaddr, local sockaddr) of attempt i, for error messages.
+        self.addresses: list[tuple[tuple[Any, ...], tuple[Any, ...] | None]] = []
+        # Sockets created and neither closed nor handed to the caller yet.
+        self.live: set[socket.socket] = set()
+        # Errors for remote addresses no local address could be paired with.
+        self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
+        # Further (remote, local) pairs for the current remote address.
+        self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
+        # What the connection history and the tracer need is kept only when
+        # one of them is listening (see _watch), and made only then: the
+        # containers cost an IP literal's connection 0.5 % of its
+        # instructions when made for every connection.
+        self.history: ConnectionHistory | None = None
+        self.watched = False
+
+    def _watch(self, history: ConnectionHistory | None, delay: float | None) -> None:
+        """Keep what the history (and the tracer) need about each attempt:
+        the start of each, the attempts that ended, those still unanswered
+        when the next one started, and the delay after each."""
+        self.history = history
+        self.watched = True
+        self.default_delay = (
+            defaults.CONNECTION_ATTEMPT_DELAY if delay is None else delay
+        )
+        self.started: dict[int, float] = {}
+        self.finished: set[int] = set()
+        self.outlived: set[int] = set()
+        self.delays: dict[int, float] = {}
+        self.measured: set[int] = set()
+        # The history's network key of each attempt, once looked up.
+        self.sources: dict[int, str | None] = {}
+        self.connected_at: dict[int, float] = {}
+        self.unanswered = -1
+
+    def delay_after(self, index: int) -> float:
+        """The attempt delay after attempt *index* (RFC 8305 §5): from its
+        address's measured RTT when the history has one, else the default."""
+        delay = self.default_delay
+        history = self.history
+        if history is not None and len(history):
+            address, local = self.addresses[index]
+            source = self.sources[index] = _source_host(address, local)
+            measured = (
+                None if source is None else history.attempt_delay(source, address[0])
+            )
+            if measured is not None:
+                delay = measured
+                # Reported once the attempt has started (see _connect).
+                self.measured.add(index)
+        self.delays[index] = delay
+        return delay
+
+    def _note_outlived(self) -> None:
+        """The race asks for the next attempt: if the latest one is still
+        running, its delay ran out without an answer (RFC 8305 §5)."""
+        latest = len(self.addresses) - 1
+        if latest < 0 or latest in self.finished or latest in self.outlived:
+            return
+        if not self.default_delay:
+            return  # delay=0: everything starts at once, nobody waited
+        self.outlived.add(latest)
+        self.unanswered = latest
+
+    def _announce_unanswered(self) -> None:
+        """Tell the tracer that the attempt still unanswered is why the one
+        being made now starts."""
+        latest, self.unanswered = self.unanswered, -1
+        if latest >= 0 and tracing_active():
+            emit(
+                "attempt_delay_expired",
+                index=latest,
+                address=self.addresses[latest][0],
+                delay=self.delays.get(latest, self.default_delay),
+            )
+
+    def __aiter__(self) -> _Attempts:
+        return self
+
+    def __length_hint__(self) -> int:
+        """Attempts left, as far as is known (PEP 424): the race arms no
+        delay timer when nothing is left to start."""
+        return len(self.pending) + _items_left(self.remote)
+
+    async def __anext__(self) -> Callable[[], Any]:
+        if self.watched:
+            self._note_outlived()
+        if self.pending:
+            info, local = self.pending.pop()
+            return self._factory(info, local)
+        local_addrs = self.local_addrs
+        while True:
+            info = await self.remote.__anext__()
+            if local_addrs is None:
+                return self._factory(info, None)
+            family = info[0]
+            pairs = [(info, la) for fam, la in local_addrs if fam in (0, family)]
+            if pairs:
+                pairs.reverse()
+                first = pairs.pop()
+                self.pending = pairs
+                return self._factory(*first)
+            skipped = OSError(
+                errno.EAFNOSUPPORT,
+                f"no local address of family {family_constant_name(family)}"
+                f" to connect to {info[4]!r} from",
+            )
+            self.skipped.append((info[4], skipped))
+            emit("address_skipped", address=info[4], error=skipped)
+
+    def aclose(self) -> Awaitable[None]:
+        """Close the resolver's iterator (the race calls this on exit)."""
+        aclose = getattr(self.remote, "aclose", None)
+        if aclose is None:
+            return _nothing()
+        # Its own awaitable, not one more coroutine around it: this runs for
+        # every connection.
+        awaitable: Awaitable[None] = aclose()
+        return awaitable
+
+    def _factory(
+        self, info: AddrInfo, local: tuple[Any, ...] | None
+    ) -> Callable[[], Any]:
+        if self.watched:
+            self._announce_unanswered()
+        index = len(self.addresses)
+        self.addresses.append((info[4], local))
+        return partial(self._connect, index, info, local)
+
+    async def _connect(
+        self, index: int, info: AddrInfo, local: tuple[Any, ...] | None
+    ) -> socket.socket | Handshake:
+        family, type_, proto, _, address = info
+        traced = tracing_active()
+        if traced:
+            emit("attempt_started", index=index, address=address, local_address=local)
+        watched = self.watched
+        if watched:
+            self.started[index] = self.loop.time()
+            if traced and index in self.measured:
+                emit(
+                    "attempt_delay_from_history",
+                    index=index,
+                    address=address,
+                    delay=self.delays[index],
+                )
+        live = self.live
+        sock = None
+        try:
+            sock = socket.socket(family, type_, proto)
+            live.add(sock)
+            sock.setblocking(False)
+            if local is not None:
+                try:
+                    sock.bind(local)
+                except OSError as exc:
+                    # Say which local address could not be bound, as asyncio
+                    # does (the kernel's message names none).
+                    raise OSError(
+                        exc.errno,
+                        f"error while attempting to bind on address {local!r}:"
+                        f" {(exc.strerror or str(exc)).lower()}",
+                    ) from exc
+            if self.direct_connect:
+                await _connect_when_writable(self.loop, sock, address)
+            else:
+                await self.loop.sock_connect(sock, address)
+        except asyncio.CancelledError:
+            if sock is not None:
+                live.discard(sock)
+                sock.close()
+            if watched:
+                self.finished.add(index)
+            if traced:
+                emit("attempt_cancelled", index=index, address=address)
+            raise
+        except BaseException as exc:
+            if sock is not None:
+                live.discard(sock)
+                sock.close()
+            if watched:
+                self.finished.add(index)
+            if traced:
+                emit("attempt_failed", index=index, address=address, error=exc)
+            raise
+        if watched:
+            self.connected_at[index] = self.loop.time()
+            self.finished.add(index)
+        if self.tls is not None:
+            # The socket is the TLS step's from here on (it hands it to a
+            # transport), and the attempt succeeds with its handshake.
+            live.discard(sock)
+            return await self.tls.handshake(index, sock, address, local)
+        if traced:
+            emit("attempt_succeeded", index=index, address=address, local_address=local)
+        return sock
+
+
+def _source_host(address: tuple[Any, ...], local: tuple[Any, ...] | None) -> str | None:
+    """The local address an attempt to *address* goes out from: the one it
+    is bound to, else the one the system would pick (the history's network
+    key, RFC 8305 §4)."""
+    if local is not None and local[0]:
+        return str(local[0])
+    family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+    source = find_source_address(family, address)
+    return None if source is None else str(source[0])
+
+
+def _record_outcomes(
+    history: ConnectionHistory,
+    attempts: _Attempts,
+    exceptions: list[BaseException | None],
+    winner_index: int | None,
+) -> None:
+    """Tell the history how each attempt went (see async_stagger.history)."""
+    for index, ((address, local), exc) in enumerate(
+        zip(attempts.addresses, exceptions, strict=False)
+    ):
+        if index == winner_index:
+            outcome = "connected"
+        elif isinstance(exc, OSError):
+            if local is not None and isinstance(exc.__cause__, OSError):
+                continue  # the local address could not be bound: not its fault
+            outcome = "failed"
+        elif winner_index is not None and index in attempts.outlived:
+            # Cancelled because another won after its delay ran out.
+            outcome = "no answer"
+        else:
+            continue  # cancelled early: nothing learned
+        source = attempts.sources.get(index, "")
+        if source == "":
+            source = _source_host(address, local)
+        if source is None:
+            continue
+        if outcome == "connected":
+            # TCP's connect time: with TLS, the handshake is not the RTT.
+            connected = attempts.connected_at.get(index)
+            if connected is not None:
+                rtt = connected - attempts.started.get(index, connected)
+                history.record_success(source, address[0], rtt)
+        elif outcome == "failed":
+            history.record_failure(source, address[0], "failed")
+        else:
+            history.record_failure(source, address[0], "no answer")
+
+
+class _TLSAttempts(_Attempts):
+    """The attempts of a TLS-aware race: each does its TLS handshake once
+    TCP is connected, and succeeds with it (see ``_tls_attempt``)."""
+
+    __slots__ = ("tls",)
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        remote: AsyncIterator[AddrInfo],
+        local_addrs: list[tuple[int, tuple[Any, ...]]] | None,
+        tls: TLSRace,
+    ) -> None:
+        super().__init__(loop, remote, local_addrs)
+        self.tls = tls
+
+
+async def _connect_when_writable(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]
+) -> None:
+    """Connect the non-blocking *sock* to the resolved *address*: what
+    ``loop.sock_connect`` does, without what it does first.
+
+    asyncio's selector loops resolve the address again before connecting
+    (``_ensure_resolved``: a coroutine, an address parser and two enum
+    conversions, all in Python), and uvloop's calls its full
+    ``getaddrinfo`` (dropping an IPv6 address's scope id on the way). Our
+    addresses come from the resolver, already in ``getaddrinfo`` form; that
+    second resolution cost about a tenth of a connection's CPU time on
+    asyncio's loop, and more than the rest of the connection on uvloop's.
+    The steps that remain are the loops' own: ``connect()``; if it is in
+    progress, wait until the socket is writable, then read ``SO_ERROR`` (an
+    error raises ``OSError(err, "Connect call failed ...")``, their exception
+    and message).
+    """
+    try:
+        sock.connect(address)
+        return
+    except (BlockingIOError, InterruptedError):
+        pass  # in progress: wait until the socket is writable
+    fd = sock.fileno()
+    writable = loop.create_future()
+    loop.add_writer(fd, _set_once, writable)
+    try:
+        await writable
+    finally:
+        loop.remove_writer(fd)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, f"Connect call failed {address}")
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    # A writable socket is reported on every pass of the loop until the
+    # waiting coroutine runs and unregisters it.
+    if not future.done():
+        future.set_result(None)
+
+
+async def _nothing() -> None:
+    pass
+
+
+async def _resolve_local_addr(
+    loop: asyncio.AbstractEventLoop,
+    local_addr: tuple[Any, ...],
+    *,
+    family: int,
+    proto: int,
+    flags: int,
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """Resolve asyncio's ``local_addr`` (a host/port pair) like asyncio."""
+    if not isinstance(local_addr, tuple | list) or len(local_addr) < 2:
+        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    host, port = local_addr[0], local_addr[1]
+    check_port(port)
+    infos = await loop.getaddrinfo(
+        host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
+    )
+    if not infos:
+        raise empty_answer(host, port)
+    return [(info[0], info[4]) for info in infos]
+
+
+async def _collect_local_addrs(
+    local_addrs: LocalAddrs,
+) -> list[tuple[int, tuple[Any, ...]]]:
+    addrs: list[tuple[Any, ...]] = []
+    if isinstance(local_addrs, AsyncIterable):
+        async for address in local_addrs:
+            addrs.append(address)
+    elif isinstance(local_addrs, Iterable) and not isinstance(local_addrs, str | bytes):
+        addrs.extend(local_addrs)
+    else:
+        raise TypeError(
+            "local_addrs must be an iterable or async iterable of resolved"
+            f" address tuples, got {local_addrs!r}"
+        )
+    return [(_local_family(address), tuple(address)) for address in addrs]

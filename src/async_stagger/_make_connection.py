@@ -1,0 +1,335 @@
+"""One coroutine from a checked plan to a connected socket; nothing left open.
+
+Every public connection function ends here with its
+:class:`~async_stagger._plan.ConnectionPlan`: the addresses come from the
+plan's resolver, the attempts (:mod:`async_stagger._attempts`) race in
+:func:`~async_stagger.race._race_on_loop`, and the winner is returned as a
+socket or handed to the loop for a transport (with TLS, see
+:mod:`async_stagger._tls_attempt`). It is one coroutine for all three
+functions: every coroutine between the caller and the socket's ``connect``
+is paid for again each time the connection waits.
+
+Every socket an attempt creates is recorded until it is either returned to
+the caller or closed. The race may drop a winner it found just as the caller
+was cancelled; the record is what lets us close that socket too, so no exit
+path (failure, cancellation, ``asyncio.timeout``) leaves a descriptor open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextvars import Token
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from . import history as _history
+from ._attempts import (
+    _Attempts,
+    _collect_local_addrs,
+    _record_outcomes,
+    _resolve_local_addr,
+    _TLSAttempts,
+)
+from ._failure import failure
+from ._plan import ConnectionPlan
+from ._resolver_keywords import extra_keywords_taken
+from ._tls_attempt import TLSRace
+from .address_order import sort_addresses as _sort_addresses
+from .history import SHARED, ConnectionHistory, resolve_history_option
+from .race import _race_on_loop
+from .resolvers import (
+    _DirectAnswer,
+    _resolve_checked,
+    basic_resolver,
+    concurrent_resolver,
+)
+from .trace import (
+    LOGGER,
+    _logged,
+    _start_tracing,
+    _stop_tracing,
+    emit,
+    tracing_active,
+)
+
+if TYPE_CHECKING:
+    from .connection import AddrInfo, Resolver
+
+_SOCK_STREAM = socket.SOCK_STREAM
+
+
+async def make_connection(
+    plan: ConnectionPlan,
+    protocol_factory: Callable[[], asyncio.BaseProtocol] | None,
+) -> Any:
+    """Race connection attempts as *plan* says. Without a
+    *protocol_factory*, return the winning socket; with one, return the
+    loop's ``(transport, protocol)`` for it (TLS too, with the plan's *tls*:
+    raced when *race_tls*, else on the winner only)."""
+    trace = plan.trace
+    token: Token[Any] | None = None
+    if trace is not None or (
+        # The "async_stagger" logger gets the events when it is enabled for
+        # DEBUG: one check per connection when it is not.
+        LOGGER.isEnabledFor(logging.DEBUG) and not tracing_active()
+    ):
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            trace = _logged(trace)
+        assert trace is not None
+        token = _start_tracing(trace)
+    try:
+        if plan.sock is not None:
+            # No Happy Eyeballs to do: the loop takes the socket as it is.
+            assert protocol_factory is not None
+            if plan.tls is None:
+                return await plan.loop.create_connection(
+                    protocol_factory, sock=plan.sock
+                )
+            return await plan.loop.create_connection(
+                protocol_factory, sock=plan.sock, **plan.tls
+            )
+        winner, tls_race = await _race(plan, _used_history(plan.history))
+        if protocol_factory is None:
+            return winner
+        return await _hand_over(plan, winner, tls_race, protocol_factory)
+    finally:
+        if token is not None:
+            _stop_tracing(token)
+
+
+def _used_history(history: object) -> ConnectionHistory | None:
+    if history is SHARED:
+        return _history._shared
+    if history is None:
+        return None
+    return resolve_history_option(history)  # type: ignore[arg-type]
+
+
+async def _race(
+    plan: ConnectionPlan, used_history: ConnectionHistory | None
+) -> tuple[Any, TLSRace | None]:
+    """Race the attempts; return the winner (a socket, or a TLS race's
+    handshake) and the TLS race, if any. Raise what went wrong when no
+    attempt succeeded."""
+    loop = plan.loop
+    try:
+        locals_ = None
+        if plan.local_addrs is not None or plan.local_addr is not None:
+            locals_ = await _local_addresses(plan)
+        remote = _remote_addresses(plan, used_history)
+        tls_race = None
+        if plan.tls is None or not plan.race_tls:
+            attempts = _Attempts(loop, remote, locals_)
+        else:
+            tls_race = TLSRace(loop, plan.tls)
+            attempts = _TLSAttempts(loop, remote, locals_, tls_race)
+        delay = plan.delay
+        delay_for = None
+        # An IP literal has one address: nothing to order or time, and not
+        # worth recording (it would cost every literal connection).
+        if type(remote) is not _DirectAnswer:
+            if used_history is not None:
+                attempts._watch(used_history, delay)
+                if not plan.delay_given:
+                    # The history may time each attempt (RFC 8305 §5); a
+                    # delay the caller chose is used as given.
+                    delay_for = attempts.delay_after
+            elif tracing_active():
+                attempts._watch(None, delay)
+        winner: Any = None
+        try:
+            winner, winner_index, exceptions, source_exc = await _race_on_loop(
+                loop, attempts, delay, delay_for
+            )
+            if attempts.history is not None:
+                _record_outcomes(attempts.history, attempts, exceptions, winner_index)
+        finally:
+            # The race closes its losers; this also catches a winner the race
+            # dropped because we were cancelled just as it won. (In a TLS
+            # race no socket is left here: each is a transport's by now.)
+            live = attempts.live
+            if len(live) > 1 or winner is None:
+                for sock in live:
+                    if sock is not winner:
+                        sock.close()
+            if tls_race is not None:
+                tls_race.abort_all_but(winner)
+        if winner is None:
+            raise failure(
+                plan.host,
+                plan.port,
+                attempts,
+                exceptions,
+                source_exc,
+                plan.raise_exc_group,
+            )
+    except BaseException as exc:
+        emit("connection_failed", error=exc)
+        raise
+    return winner, tls_race
+
+
+async def _local_addresses(plan: ConnectionPlan) -> list[tuple[int, tuple[Any, ...]]]:
+    """The local addresses to bind to, each with its family: *local_addrs*
+    and asyncio's *local_addr* (resolved like asyncio's)."""
+    locals_: list[tuple[int, tuple[Any, ...]]] = []
+    if plan.local_addrs is not None:
+        locals_ = await _collect_local_addrs(plan.local_addrs)
+    if plan.local_addr is not None:
+        locals_ = locals_ + await _resolve_local_addr(
+            plan.loop,
+            plan.local_addr,
+            family=plan.family,
+            proto=plan.proto,
+            flags=plan.flags,
+        )
+    if not locals_:
+        raise ValueError("local_addrs is empty: no local address to bind to")
+    return locals_
+
+
+def _remote_addresses(
+    plan: ConnectionPlan, used_history: ConnectionHistory | None
+) -> AsyncIterator[AddrInfo]:
+    """The resolver's stream of addresses for the plan's host and port."""
+    count = plan.first_addr_family_count
+    resolver = plan.resolver
+    if resolver is concurrent_resolver:
+        # The default resolver, past its own argument checks: the plan's
+        # have checked the same values (going through its public signature
+        # costs 1.6 % of a literal connection's instructions).
+        if count is None:
+            return _resolve_checked(
+                plan.host, plan.port, plan.family, _SOCK_STREAM, plan.proto,
+                plan.flags,
+                raise_exc_group=plan.raise_exc_group,
+                nat64=plan.nat64,
+                history=used_history,
+            )  # fmt: skip
+        return _resolve_checked(
+            plan.host, plan.port, plan.family, _SOCK_STREAM, plan.proto,
+            plan.flags,
+            first_addr_family_count=count,
+            raise_exc_group=plan.raise_exc_group,
+            # asyncio's interleave=0: the order as getaddrinfo gave it,
+            # neither sorted nor interleaved.
+            sorter=_sort_addresses if count else None,
+            nat64=plan.nat64,
+            history=used_history,
+        )  # fmt: skip
+    # The keywords of the 0.4 resolver contract, and of the others only
+    # those asked for and declared by the resolver, so custom resolvers
+    # written for async_stagger 0.4 keep working.
+    options: dict[str, Any] = {}
+    nat64 = plan.nat64
+    if count or plan.raise_exc_group or nat64 is not True:
+        taken = extra_keywords_taken(resolver)
+        if count and "first_addr_family_count" in taken:
+            options["first_addr_family_count"] = count
+        if plan.raise_exc_group and "raise_exc_group" in taken:
+            options["raise_exc_group"] = True
+        if nat64 is not True and "nat64" in taken:
+            options["nat64"] = nat64
+    if used_history is not None and _orders_by_history(resolver):
+        options["history"] = used_history
+    return resolver(
+        plan.host,
+        plan.port,
+        family=plan.family,
+        type=_SOCK_STREAM,
+        proto=plan.proto,
+        flags=plan.flags,
+        **options,
+    )
+
+
+def _orders_by_history(resolver: Resolver) -> bool:
+    """Whether *resolver* is one of ours with options bound
+    (``functools.partial(concurrent_resolver, ...)``) that can take the
+    connection's history and was not given one of its own."""
+    return (
+        type(resolver) is partial
+        and resolver.func in (concurrent_resolver, basic_resolver)
+        and "history" not in resolver.keywords
+    )
+
+
+async def _hand_over(
+    plan: ConnectionPlan,
+    winner: Any,
+    tls_race: TLSRace | None,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+    """The loop's ``(transport, protocol)`` for the winner."""
+    loop = plan.loop
+    if tls_race is not None:
+        try:
+            return await tls_race.hand_over(winner, protocol_factory)
+        except BaseException as exc:
+            emit("connection_failed", error=exc)
+            raise
+    tls = plan.tls
+    if tls is None:
+        try:
+            return await loop.create_connection(protocol_factory, sock=winner)
+        except BaseException as exc:
+            _let_go_of_handed_over(loop, winner)
+            emit("connection_failed", error=exc)
+            raise
+    # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
+    # picked the winner, TLS runs on the winner only.
+    peer = _peer(winner)
+    emit("tls_started", address=peer)
+    try:
+        transport, protocol = await loop.create_connection(
+            protocol_factory, sock=winner, **tls
+        )
+    except BaseException as exc:
+        _let_go_of_handed_over(loop, winner)
+        emit("tls_failed", address=peer, error=exc)
+        emit("connection_failed", error=exc)
+        raise
+    emit("tls_succeeded", address=peer)
+    return transport, protocol
+
+
+def _let_go_of_handed_over(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket
+) -> None:
+    """Clean up after ``loop.create_connection(sock=sock)`` failed or was
+    cancelled.
+
+    The rule: once a socket has been handed to a transport, only the
+    transport closes it (we abort the transport); we close the socket
+    ourselves only while no transport exists. A cancellation just after a
+    TLS handshake makes asyncio's ``create_connection`` call ``close()`` on
+    its SSL transport, which starts a TLS shutdown (up to
+    ``ssl_shutdown_timeout``, 30 s) with the socket still registered on the
+    loop; closing the socket under it freed its descriptor number, and the
+    next socket given that number failed with "File descriptor N is used by
+    transport". Aborting ends that transport at once and lets it close its
+    own socket.
+    """
+    if sock.fileno() == -1:
+        return  # the transport has closed it already
+    # asyncio's selector loops keep every live transport by descriptor
+    # (``_transports``, which their ``add_reader`` checks); another loop
+    # (uvloop, the proactor) has no such table and, when its
+    # create_connection fails, leaves the socket to the caller.
+    transports = getattr(loop, "_transports", None)
+    transport = transports.get(sock.fileno()) if transports is not None else None
+    if transport is not None and getattr(transport, "_sock", None) is sock:
+        transport.abort()  # it closes the socket itself, in its next step
+    else:
+        sock.close()
+
+
+def _peer(sock: socket.socket) -> tuple[Any, ...] | None:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return None
+    return peer if isinstance(peer, tuple) else None

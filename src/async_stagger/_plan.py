@@ -1,0 +1,190 @@
+"""A connection's arguments, checked once at the public boundary, travel as one plan.
+
+The public functions of :mod:`async_stagger.connection` check their
+arguments with the checks below (asyncio's rules and exception types, before
+any network activity) and build one :class:`ConnectionPlan`; the machinery
+that makes the connection (:mod:`async_stagger._make_connection`) reads it
+and checks nothing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl as _ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._checks import check_host, check_port
+from ._resolver_keywords import extra_keywords_taken
+from .resolvers import concurrent_resolver
+
+if TYPE_CHECKING:
+    from .connection import Host, LocalAddrs, Port, Resolver
+    from .history import ConnectionHistory, HistoryOption
+    from .trace import TraceCallback
+
+
+class ConnectionPlan(NamedTuple):
+    """What one connection is to do, as the caller asked for it."""
+
+    #: The running loop.
+    loop: asyncio.AbstractEventLoop
+    host: Host
+    port: Port
+    family: int
+    proto: int
+    flags: int
+    #: A connected socket to hand to the loop as it is (no Happy Eyeballs).
+    sock: socket.socket | None
+    #: asyncio's local address, a (host, port) pair still to resolve.
+    local_addr: tuple[Any, ...] | None
+    #: Already-resolved local addresses.
+    local_addrs: LocalAddrs | None
+    #: The Connection Attempt Delay (RFC 8305 §5); ``None``: one at a time.
+    delay: float | None
+    #: Whether the caller chose the delay: if not, the history may time
+    #: each attempt (RFC 8305 §5).
+    delay_given: bool
+    resolver: Resolver
+    #: The First Address Family Count asked for (asyncio's *interleave*).
+    first_addr_family_count: int | None
+    #: *raise_exc_group* or asyncio's *all_errors*.
+    raise_exc_group: bool
+    #: The TLS keywords of ``loop.create_connection``, or ``None`` for TCP.
+    tls: dict[str, Any] | None
+    #: With *tls*: each attempt's handshake is part of the race.
+    race_tls: bool
+    trace: TraceCallback | None
+    #: ``True``, ``False`` or the NAT64 prefixes (checked).
+    nat64: bool | tuple[ipaddress.IPv6Network, ...]
+    #: As given; resolved when the connection is made (not for *sock*).
+    history: ConnectionHistory | HistoryOption | None
+
+
+def check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+
+
+def check_limit(limit: object) -> None:
+    """The buffer limit of a stream reader: a positive int (a subclass of
+    int too, as asyncio takes it)."""
+    check_int("limit", limit)
+    assert isinstance(limit, int)
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit!r}")
+
+
+def check_target(
+    host: object, port: object, family: object, proto: object, flags: object
+) -> None:
+    """Check the arguments every connection function takes."""
+    check_host(host, allow_empty=False)
+    check_port(port)
+    check_int("family", family)
+    check_int("proto", proto)
+    check_int("flags", flags)
+
+
+def check_loop(loop: object) -> asyncio.AbstractEventLoop:
+    running = asyncio.get_running_loop()
+    if loop is None or loop is running:
+        return running
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be the running event loop or None, got {loop!r}")
+    raise RuntimeError(
+        f"loop {loop!r} is not the running event loop {running!r}; pass None"
+    )
+
+
+def check_race_tls(race_tls: object) -> None:
+    if race_tls is not True and race_tls is not False:
+        raise TypeError(
+            "race_tls must be True or False,"
+            f" got {type(race_tls).__name__} {race_tls!r}"
+        )
+
+
+def check_sock(sock: object, *, host: object, port: object) -> None:
+    if not isinstance(sock, socket.socket):
+        raise TypeError(f"sock must be a socket.socket, got {sock!r}")
+    if host is not None or port is not None:
+        raise ValueError("host/port and sock can not be specified at the same time")
+    # The same rules (and types) as asyncio's create_connection.
+    if isinstance(sock, _ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+
+
+def tls_keywords(
+    host: Host,
+    ssl: object,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+) -> dict[str, Any] | None:
+    """The TLS keywords of ``loop.create_connection``, checked by asyncio's
+    rules with asyncio's exception types; ``None`` without *ssl*."""
+    if ssl is None or ssl is False:
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        return None
+    if not isinstance(ssl, bool | _ssl.SSLContext):
+        raise TypeError(
+            "ssl must be an ssl.SSLContext, a bool or None,"
+            f" got {type(ssl).__name__} {ssl!r}"
+        )
+    if server_hostname is None:
+        # asyncio's default: check the certificate against the host name.
+        if not host:
+            raise ValueError(
+                "You must set server_hostname when using ssl without a host"
+            )
+        server_hostname = host.decode() if isinstance(host, bytes) else host
+    tls: dict[str, Any] = {"ssl": ssl, "server_hostname": server_hostname}
+    if ssl_handshake_timeout is not None:
+        tls["ssl_handshake_timeout"] = ssl_handshake_timeout
+    if ssl_shutdown_timeout is not None:
+        tls["ssl_shutdown_timeout"] = ssl_shutdown_timeout
+    return tls
+
+
+def check_resolver_options(
+    resolver: Callable[..., Any],
+    interleave: object,
+    local_addr: object,
+) -> None:
+    """Check the resolver, *interleave* (which it is to take) and
+    asyncio's *local_addr*."""
+    if not callable(resolver):
+        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    if interleave is not None:
+        check_int("interleave", interleave)
+        assert isinstance(interleave, int)
+        if interleave < 0:
+            # 0 is asyncio's "do not reorder"; asyncio takes a negative count
+            # too and interleaves with it as if it were a count of addresses.
+            raise ValueError(
+                "interleave (the RFC 8305 First Address Family Count) must be"
+                f" at least 0, got {interleave!r}"
+            )
+        if (
+            interleave
+            and resolver is not concurrent_resolver
+            and "first_addr_family_count" not in extra_keywords_taken(resolver)
+        ):
+            raise TypeError(
+                f"interleave={interleave!r} is passed to the resolver as"
+                f" first_addr_family_count, which {resolver!r} does not take"
+            )
+    if local_addr is not None and (
+        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
+    ):
+        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
