@@ -104,6 +104,17 @@ async def test_every_asyncio_keyword_at_its_default_connects(lab: Lab) -> None:
     await writer.wait_closed()
 
 
+async def test_a_positive_int_subclass_is_a_limit_as_in_asyncio(lab: Lab) -> None:
+    class Size(int):
+        pass
+
+    server = lab.working("127.0.0.1")
+    reader, writer = await open_connection(server.host, server.port, limit=Size(7))
+    assert reader._limit == 7  # type: ignore[attr-defined]
+    writer.close()
+    await writer.wait_closed()
+
+
 async def test_unknown_keyword_is_a_type_error_before_any_socket() -> None:
     resolver = RecordingResolver()
     with pytest.raises(TypeError, match="happy_eyeball_delay"):

@@ -86,7 +86,16 @@ def connects_directly(loop: asyncio.AbstractEventLoop) -> bool:
 def has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether *loop*'s ``getaddrinfo`` is its class's own, asyncio's or
     uvloop's: the system's ``getaddrinfo`` in a thread, which our daemon
-    threads do better (see :mod:`async_stagger._lookup_threads`)."""
+    threads do better (see :mod:`async_stagger._lookup_threads`).
+
+    asyncio's runs in the loop's default executor, which ``asyncio.run``
+    waits for at shutdown: one lookup abandoned after the race was won (a
+    lost AAAA answer) held up the program's end by the resolver's timeout.
+    uvloop's runs in libuv's small thread pool, where one unanswered AAAA
+    query would hold up every other host's lookups until glibc gives up on
+    it. A ``getaddrinfo`` a program or a test put on the loop, or a loop
+    class of its own, is called as it is.
+    """
     return getattr(loop.getaddrinfo, "__func__", None) is _abilities(loop).getaddrinfo
 
 

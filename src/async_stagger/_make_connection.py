@@ -81,95 +81,121 @@ async def make_connection(
         assert trace is not None
         token = _start_tracing(trace)
     try:
+        loop = plan.loop
         if plan.sock is not None:
             # No Happy Eyeballs to do: the loop takes the socket as it is.
             assert protocol_factory is not None
             if plan.tls is None:
-                return await plan.loop.create_connection(
-                    protocol_factory, sock=plan.sock
-                )
-            return await plan.loop.create_connection(
+                return await loop.create_connection(protocol_factory, sock=plan.sock)
+            return await loop.create_connection(
                 protocol_factory, sock=plan.sock, **plan.tls
             )
-        winner, tls_race = await _race(plan, _used_history(plan.history))
+        history = plan.history
+        used_history: ConnectionHistory | None = None
+        if history is SHARED:
+            used_history = _history._shared
+        elif history is not None:
+            used_history = resolve_history_option(history)
+        try:
+            locals_ = None
+            if plan.local_addrs is not None or plan.local_addr is not None:
+                locals_ = await _local_addresses(plan)
+            attempts, delay_for = _attempts_for(plan, locals_, used_history)
+            tls_race = attempts.tls
+            winner: Any = None
+            try:
+                winner, winner_index, exceptions, source_exc = await _race_on_loop(
+                    loop, attempts, plan.delay, delay_for
+                )
+                if attempts.history is not None:
+                    _record_outcomes(
+                        attempts.history, attempts, exceptions, winner_index
+                    )
+            finally:
+                # The race closes its losers; this also catches a winner the
+                # race dropped because we were cancelled just as it won. (In a
+                # TLS race no socket is left here: each is a transport's.)
+                live = attempts.live
+                if len(live) > 1 or winner is None:
+                    for sock in live:
+                        if sock is not winner:
+                            sock.close()
+                if tls_race is not None:
+                    tls_race.abort_all_but(winner)
+            if winner is None:
+                raise failure(
+                    plan.host,
+                    plan.port,
+                    attempts,
+                    exceptions,
+                    source_exc,
+                    plan.raise_exc_group,
+                )
+        except BaseException as exc:
+            emit("connection_failed", error=exc)
+            raise
         if protocol_factory is None:
             return winner
-        return await _hand_over(plan, winner, tls_race, protocol_factory)
+        if tls_race is not None:
+            try:
+                return await tls_race.hand_over(winner, protocol_factory)
+            except BaseException as exc:
+                emit("connection_failed", error=exc)
+                raise
+        tls = plan.tls
+        if tls is None:
+            try:
+                return await loop.create_connection(protocol_factory, sock=winner)
+            except BaseException as exc:
+                _let_go_of_handed_over(loop, winner)
+                emit("connection_failed", error=exc)
+                raise
+        # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
+        # picked the winner, TLS runs on the winner only.
+        peer = _peer(winner)
+        emit("tls_started", address=peer)
+        try:
+            transport, protocol = await loop.create_connection(
+                protocol_factory, sock=winner, **tls
+            )
+        except BaseException as exc:
+            _let_go_of_handed_over(loop, winner)
+            emit("tls_failed", address=peer, error=exc)
+            emit("connection_failed", error=exc)
+            raise
+        emit("tls_succeeded", address=peer)
+        return transport, protocol
     finally:
         if token is not None:
             _stop_tracing(token)
 
 
-def _used_history(history: object) -> ConnectionHistory | None:
-    if history is SHARED:
-        return _history._shared
-    if history is None:
-        return None
-    return resolve_history_option(history)  # type: ignore[arg-type]
-
-
-async def _race(
-    plan: ConnectionPlan, used_history: ConnectionHistory | None
-) -> tuple[Any, TLSRace | None]:
-    """Race the attempts; return the winner (a socket, or a TLS race's
-    handshake) and the TLS race, if any. Raise what went wrong when no
-    attempt succeeded."""
-    loop = plan.loop
-    try:
-        locals_ = None
-        if plan.local_addrs is not None or plan.local_addr is not None:
-            locals_ = await _local_addresses(plan)
-        remote = _remote_addresses(plan, used_history)
-        tls_race = None
-        if plan.tls is None or not plan.race_tls:
-            attempts = _Attempts(loop, remote, locals_)
-        else:
-            tls_race = TLSRace(loop, plan.tls)
-            attempts = _TLSAttempts(loop, remote, locals_, tls_race)
-        delay = plan.delay
-        delay_for = None
-        # An IP literal has one address: nothing to order or time, and not
-        # worth recording (it would cost every literal connection).
-        if type(remote) is not _DirectAnswer:
-            if used_history is not None:
-                attempts._watch(used_history, delay)
-                if not plan.delay_given:
-                    # The history may time each attempt (RFC 8305 §5); a
-                    # delay the caller chose is used as given.
-                    delay_for = attempts.delay_after
-            elif tracing_active():
-                attempts._watch(None, delay)
-        winner: Any = None
-        try:
-            winner, winner_index, exceptions, source_exc = await _race_on_loop(
-                loop, attempts, delay, delay_for
-            )
-            if attempts.history is not None:
-                _record_outcomes(attempts.history, attempts, exceptions, winner_index)
-        finally:
-            # The race closes its losers; this also catches a winner the race
-            # dropped because we were cancelled just as it won. (In a TLS
-            # race no socket is left here: each is a transport's by now.)
-            live = attempts.live
-            if len(live) > 1 or winner is None:
-                for sock in live:
-                    if sock is not winner:
-                        sock.close()
-            if tls_race is not None:
-                tls_race.abort_all_but(winner)
-        if winner is None:
-            raise failure(
-                plan.host,
-                plan.port,
-                attempts,
-                exceptions,
-                source_exc,
-                plan.raise_exc_group,
-            )
-    except BaseException as exc:
-        emit("connection_failed", error=exc)
-        raise
-    return winner, tls_race
+def _attempts_for(
+    plan: ConnectionPlan,
+    locals_: list[tuple[int, tuple[Any, ...]]] | None,
+    used_history: ConnectionHistory | None,
+) -> tuple[_Attempts, Callable[[int], float] | None]:
+    """The attempts to race, and the delay after each when the history is
+    to time them."""
+    remote = _remote_addresses(plan, used_history)
+    if plan.tls is None or not plan.race_tls:
+        attempts = _Attempts(plan.loop, remote, locals_)
+    else:
+        attempts = _TLSAttempts(
+            plan.loop, remote, locals_, TLSRace(plan.loop, plan.tls)
+        )
+    # An IP literal has one address: nothing to order or time, and not
+    # worth recording (it would cost every literal connection).
+    if type(remote) is not _DirectAnswer:
+        if used_history is not None:
+            attempts._watch(used_history, plan.delay)
+            if not plan.delay_given:
+                # The history may time each attempt (RFC 8305 §5); a delay
+                # the caller chose is used as given.
+                return attempts, attempts.delay_after
+        elif tracing_active():
+            attempts._watch(None, plan.delay)
+    return attempts, None
 
 
 async def _local_addresses(plan: ConnectionPlan) -> list[tuple[int, tuple[Any, ...]]]:
@@ -255,45 +281,6 @@ def _orders_by_history(resolver: Resolver) -> bool:
         and resolver.func in (concurrent_resolver, basic_resolver)
         and "history" not in resolver.keywords
     )
-
-
-async def _hand_over(
-    plan: ConnectionPlan,
-    winner: Any,
-    tls_race: TLSRace | None,
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
-) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
-    """The loop's ``(transport, protocol)`` for the winner."""
-    loop = plan.loop
-    if tls_race is not None:
-        try:
-            return await tls_race.hand_over(winner, protocol_factory)
-        except BaseException as exc:
-            emit("connection_failed", error=exc)
-            raise
-    tls = plan.tls
-    if tls is None:
-        try:
-            return await loop.create_connection(protocol_factory, sock=winner)
-        except BaseException as exc:
-            _let_go_of_handed_over(loop, winner)
-            emit("connection_failed", error=exc)
-            raise
-    # race_tls=False: as RFC 8305 §5 (and asyncio) have it, the TCP race
-    # picked the winner, TLS runs on the winner only.
-    peer = _peer(winner)
-    emit("tls_started", address=peer)
-    try:
-        transport, protocol = await loop.create_connection(
-            protocol_factory, sock=winner, **tls
-        )
-    except BaseException as exc:
-        _let_go_of_handed_over(loop, winner)
-        emit("tls_failed", address=peer, error=exc)
-        emit("connection_failed", error=exc)
-        raise
-    emit("tls_succeeded", address=peer)
-    return transport, protocol
 
 
 def _let_go_of_handed_over(

@@ -16,7 +16,6 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._checks import check_host, check_port
 from ._resolver_keywords import extra_keywords_taken
 from .resolvers import concurrent_resolver
 
@@ -63,48 +62,18 @@ class ConnectionPlan(NamedTuple):
     history: ConnectionHistory | HistoryOption | None
 
 
-def check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+def not_an_int(name: str, value: object) -> TypeError:
+    return TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
 
 
-def check_limit(limit: object) -> None:
-    """The buffer limit of a stream reader: a positive int (a subclass of
-    int too, as asyncio takes it)."""
-    check_int("limit", limit)
-    assert isinstance(limit, int)
-    if limit <= 0:
-        raise ValueError(f"limit must be positive, got {limit!r}")
-
-
-def check_target(
-    host: object, port: object, family: object, proto: object, flags: object
-) -> None:
-    """Check the arguments every connection function takes."""
-    check_host(host, allow_empty=False)
-    check_port(port)
-    check_int("family", family)
-    check_int("proto", proto)
-    check_int("flags", flags)
-
-
-def check_loop(loop: object) -> asyncio.AbstractEventLoop:
-    running = asyncio.get_running_loop()
-    if loop is None or loop is running:
-        return running
+def check_loop(loop: object, running: asyncio.AbstractEventLoop) -> None:
+    """Refuse a *loop* that is not the running one (asyncio's old argument,
+    accepted for old code)."""
     if not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(f"loop must be the running event loop or None, got {loop!r}")
     raise RuntimeError(
         f"loop {loop!r} is not the running event loop {running!r}; pass None"
     )
-
-
-def check_race_tls(race_tls: object) -> None:
-    if race_tls is not True and race_tls is not False:
-        raise TypeError(
-            "race_tls must be True or False,"
-            f" got {type(race_tls).__name__} {race_tls!r}"
-        )
 
 
 def check_sock(sock: object, *, host: object, port: object) -> None:
@@ -156,35 +125,29 @@ def tls_keywords(
     return tls
 
 
-def check_resolver_options(
-    resolver: Callable[..., Any],
-    interleave: object,
-    local_addr: object,
-) -> None:
-    """Check the resolver, *interleave* (which it is to take) and
-    asyncio's *local_addr*."""
-    if not callable(resolver):
-        raise TypeError(f"resolver must be callable, got {resolver!r}")
-    if interleave is not None:
-        check_int("interleave", interleave)
-        assert isinstance(interleave, int)
-        if interleave < 0:
-            # 0 is asyncio's "do not reorder"; asyncio takes a negative count
-            # too and interleaves with it as if it were a count of addresses.
-            raise ValueError(
-                "interleave (the RFC 8305 First Address Family Count) must be"
-                f" at least 0, got {interleave!r}"
-            )
-        if (
-            interleave
-            and resolver is not concurrent_resolver
-            and "first_addr_family_count" not in extra_keywords_taken(resolver)
-        ):
-            raise TypeError(
-                f"interleave={interleave!r} is passed to the resolver as"
-                f" first_addr_family_count, which {resolver!r} does not take"
-            )
-    if local_addr is not None and (
-        not isinstance(local_addr, tuple | list) or len(local_addr) < 2
+def check_interleave(interleave: object, resolver: Callable[..., Any]) -> None:
+    """Check *interleave*, and that the resolver takes it."""
+    if isinstance(interleave, bool) or not isinstance(interleave, int):
+        raise not_an_int("interleave", interleave)
+    if interleave < 0:
+        # 0 is asyncio's "do not reorder"; asyncio takes a negative count
+        # too and interleaves with it as if it were a count of addresses.
+        raise ValueError(
+            "interleave (the RFC 8305 First Address Family Count) must be"
+            f" at least 0, got {interleave!r}"
+        )
+    if (
+        interleave
+        and resolver is not concurrent_resolver
+        and "first_addr_family_count" not in extra_keywords_taken(resolver)
     ):
+        raise TypeError(
+            f"interleave={interleave!r} is passed to the resolver as"
+            f" first_addr_family_count, which {resolver!r} does not take"
+        )
+
+
+def check_local_addr(local_addr: object) -> None:
+    """asyncio's *local_addr*: a (host, port) pair, resolved later."""
+    if not isinstance(local_addr, tuple | list) or len(local_addr) < 2:
         raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")

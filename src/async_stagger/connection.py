@@ -36,9 +36,8 @@ How a connection is made
    what asyncio does).
 
 Every socket an attempt creates is recorded until it is either returned to
-the caller or closed. The race may drop a winner it found just as the caller
-was cancelled; the record is what lets us close that socket too, so no exit
-path (failure, cancellation, ``asyncio.timeout``) leaves a descriptor open.
+the caller or closed, so no exit path (failure, cancellation,
+``asyncio.timeout``) leaves a descriptor open.
 """
 
 from __future__ import annotations
@@ -53,26 +52,30 @@ from collections.abc import (
     Callable,
     Iterable,
 )
-from ipaddress import IPv6Network
 from typing import Any, Final, TypeAlias
 
 from . import defaults
-from ._checks import check_seconds
+from ._checks import check_host, check_port, check_seconds
 from ._make_connection import make_connection
 from ._plan import (
     ConnectionPlan,
-    check_limit,
+    check_interleave,
+    check_local_addr,
     check_loop,
-    check_race_tls,
-    check_resolver_options,
     check_sock,
-    check_target,
+    not_an_int,
     tls_keywords,
 )
 from .history import SHARED, ConnectionHistory, HistoryOption
 from .nat64 import Nat64Setting, check_setting
 from .resolvers import concurrent_resolver
 from .trace import TraceCallback
+
+# Where the code is: this module checks the arguments and builds one
+# ConnectionPlan (_plan: the checks and the plan's fields); _make_connection
+# makes the connection the plan describes; _attempts turns addresses into
+# connection attempts; _failure composes the exception when every attempt
+# failed. What each event loop allows is decided once, in _loop_abilities.
 
 __all__ = [
     "NOT_GIVEN",
@@ -236,26 +239,13 @@ async def create_connected_sock(
        concern the TCP connection (*local_addr*, *happy_eyeballs_delay*,
        *interleave*, *all_errors*).
     """
+    # The values in the order of _plan's parameters.
     plan = _plan(
-        asyncio.get_running_loop(),
-        host,
-        port,
-        family=family,
-        proto=proto,
-        flags=flags,
-        local_addr=local_addr,
-        local_addrs=local_addrs,
-        happy_eyeballs_delay=happy_eyeballs_delay,
-        interleave=interleave,
-        delay=delay,
-        resolver=resolver,
-        raise_exc_group=raise_exc_group or all_errors,
-        trace=trace,
-        nat64=nat64,
-        tls=None,
-        race_tls=False,
-        history=history,
-    )
+        None, host, port, None, family, proto, flags, None, local_addr,
+        local_addrs, None, None, None, happy_eyeballs_delay, interleave, delay,
+        resolver, raise_exc_group or all_errors, trace, nat64, False, history,
+        True,
+    )  # fmt: skip
     sock: socket.socket = await make_connection(plan, None)
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -361,30 +351,13 @@ async def create_connection(
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
-    plan = _plan_with_loop(
-        loop,
-        host,
-        port,
-        ssl=ssl,
-        family=family,
-        proto=proto,
-        flags=flags,
-        sock=sock,
-        local_addr=local_addr,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-        happy_eyeballs_delay=happy_eyeballs_delay,
-        interleave=interleave,
-        local_addrs=local_addrs,
-        delay=delay,
-        resolver=resolver,
-        raise_exc_group=raise_exc_group or all_errors,
-        trace=trace,
-        nat64=nat64,
-        race_tls=race_tls,
-        history=history,
-    )
+    # The values in the order of _plan's parameters.
+    plan = _plan(
+        loop, host, port, ssl, family, proto, flags, sock, local_addr,
+        local_addrs, server_hostname, ssl_handshake_timeout,
+        ssl_shutdown_timeout, happy_eyeballs_delay, interleave, delay, resolver,
+        raise_exc_group or all_errors, trace, nat64, race_tls, history, False,
+    )  # fmt: skip
     result: tuple[asyncio.BaseTransport, asyncio.BaseProtocol]
     result = await make_connection(plan, protocol_factory)
     return result
@@ -465,31 +438,17 @@ async def open_connection(
     .. versionadded:: 1.0
        *race_tls*: TLS handshakes are part of the race.
     """
-    check_limit(limit)
-    plan = _plan_with_loop(
-        loop,
-        host,
-        port,
-        ssl=ssl,
-        family=family,
-        proto=proto,
-        flags=flags,
-        sock=sock,
-        local_addr=local_addr,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-        happy_eyeballs_delay=happy_eyeballs_delay,
-        interleave=interleave,
-        local_addrs=local_addrs,
-        delay=delay,
-        resolver=resolver,
-        raise_exc_group=raise_exc_group or all_errors,
-        trace=trace,
-        nat64=nat64,
-        race_tls=race_tls,
-        history=history,
-    )
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise not_an_int("limit", limit)
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit!r}")
+    # The values in the order of _plan's parameters.
+    plan = _plan(
+        loop, host, port, ssl, family, proto, flags, sock, local_addr,
+        local_addrs, server_hostname, ssl_handshake_timeout,
+        ssl_shutdown_timeout, happy_eyeballs_delay, interleave, delay, resolver,
+        raise_exc_group or all_errors, trace, nat64, race_tls, history, False,
+    )  # fmt: skip
     running = plan.loop
     reader = asyncio.StreamReader(limit=limit, loop=running)
     protocol = asyncio.StreamReaderProtocol(reader, loop=running)
@@ -501,23 +460,22 @@ async def open_connection(
 # -- building the plan ----------------------------------------------------------
 
 
-def _plan_with_loop(
+def _plan(
     loop: object,
     host: Host,
     port: Port,
-    *,
-    ssl: SSLArg,
+    ssl: object,
     family: int,
     proto: int,
     flags: int,
     sock: socket.socket | None,
     local_addr: tuple[Any, ...] | None,
+    local_addrs: LocalAddrs | None,
     server_hostname: str | None,
     ssl_handshake_timeout: float | None,
     ssl_shutdown_timeout: float | None,
     happy_eyeballs_delay: Delay,
     interleave: int | None,
-    local_addrs: LocalAddrs | None,
     delay: Delay,
     resolver: Resolver,
     raise_exc_group: bool,
@@ -525,89 +483,77 @@ def _plan_with_loop(
     nat64: Nat64Setting,
     race_tls: bool,
     history: ConnectionHistory | HistoryOption | None,
+    returns_socket: bool,
 ) -> ConnectionPlan:
-    """The plan of ``create_connection`` and ``open_connection``: their
-    arguments checked as asyncio checks them, before any network activity."""
-    check_race_tls(race_tls)
-    running = check_loop(loop)
-    tls = tls_keywords(
-        host, ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
-    )
+    """Check a connection function's arguments as asyncio checks them (its
+    rules, its exception types), before any network activity, and make the
+    plan of the connection: the one argument check of all three functions,
+    each value looked at once."""
+    if race_tls is not True and race_tls is not False:
+        raise TypeError(
+            "race_tls must be True or False,"
+            f" got {type(race_tls).__name__} {race_tls!r}"
+        )
+    running = asyncio.get_running_loop()
+    if loop is not None and loop is not running:
+        check_loop(loop, running)
+    tls = None
+    if (
+        ssl is not None
+        or server_hostname is not None
+        or ssl_handshake_timeout is not None
+        or ssl_shutdown_timeout is not None
+    ):
+        tls = tls_keywords(
+            host, ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
+        )
     if sock is not None:
         # No Happy Eyeballs: the other connection keywords play no part.
         check_sock(sock, host=host, port=port)
+        if nat64 is not True:
+            nat64 = check_setting(nat64)
         return ConnectionPlan(
             running, host, port, family, proto, flags, sock, None, None, 0.0,
             True, resolver, None, raise_exc_group, tls, race_tls, trace,
-            _checked_nat64(nat64), history,
+            nat64, history,
         )  # fmt: skip
-    if host is None and port is None:
+    if host is None and port is None and not returns_socket:
         raise ValueError("host and port was not specified and no sock specified")
-    return _plan(
-        running,
-        host,
-        port,
-        family=family,
-        proto=proto,
-        flags=flags,
-        local_addr=local_addr,
-        local_addrs=local_addrs,
-        happy_eyeballs_delay=happy_eyeballs_delay,
-        interleave=interleave,
-        delay=delay,
-        resolver=resolver,
-        raise_exc_group=raise_exc_group,
-        trace=trace,
-        nat64=nat64,
-        tls=tls,
-        race_tls=race_tls,
-        history=history,
+    check_host(host, allow_empty=False)
+    check_port(port)
+    if isinstance(family, bool) or not isinstance(family, int):
+        raise not_an_int("family", family)
+    if isinstance(proto, bool) or not isinstance(proto, int):
+        raise not_an_int("proto", proto)
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise not_an_int("flags", flags)
+    delay_given = delay is not NOT_GIVEN or happy_eyeballs_delay is not NOT_GIVEN
+    chosen_delay = (
+        _pick_delay(delay, happy_eyeballs_delay)
+        if delay_given
+        else defaults.CONNECTION_ATTEMPT_DELAY
     )
-
-
-def _plan(
-    loop: asyncio.AbstractEventLoop,
-    host: Host,
-    port: Port,
-    *,
-    family: int,
-    proto: int,
-    flags: int,
-    local_addr: tuple[Any, ...] | None,
-    local_addrs: LocalAddrs | None,
-    happy_eyeballs_delay: Delay,
-    interleave: int | None,
-    delay: Delay,
-    resolver: Resolver,
-    raise_exc_group: bool,
-    trace: TraceCallback | None,
-    nat64: Nat64Setting,
-    tls: dict[str, Any] | None,
-    race_tls: bool,
-    history: ConnectionHistory | HistoryOption | None,
-) -> ConnectionPlan:
-    """Check the keywords all three connection functions take, before any
-    network activity, and make the plan of a Happy Eyeballs connection."""
-    check_target(host, port, family, proto, flags)
-    chosen_delay = _pick_delay(delay, happy_eyeballs_delay)
-    check_resolver_options(resolver, interleave, local_addr)
+    if not callable(resolver):
+        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    if interleave is not None:
+        check_interleave(interleave, resolver)
+    if local_addr is not None:
+        check_local_addr(local_addr)
+    if nat64 is not True:
+        nat64 = check_setting(nat64)
     return ConnectionPlan(
-        loop, host, port, family, proto, flags, None, local_addr, local_addrs,
-        defaults.CONNECTION_ATTEMPT_DELAY if chosen_delay is NOT_GIVEN
-        else chosen_delay,
-        chosen_delay is not NOT_GIVEN, resolver, interleave, raise_exc_group,
-        tls, race_tls, trace, _checked_nat64(nat64), history,
+        running, host, port, family, proto, flags, None, local_addr, local_addrs,
+        chosen_delay, delay_given, resolver, interleave, raise_exc_group, tls,
+        race_tls, trace, nat64, history,
     )  # fmt: skip
 
 
-def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | NotGiven | None:
+def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | None:
     """The Connection Attempt Delay asked for: *delay* (async_stagger's name)
     or *happy_eyeballs_delay* (asyncio's), ``None`` for one attempt at a
-    time, :data:`NOT_GIVEN` when neither is given. Both given must agree:
-    one silently overriding the other would hide a mistake."""
+    time. Both given must agree: one silently overriding the other would
+    hide a mistake."""
     if delay is NOT_GIVEN:
-        if happy_eyeballs_delay is NOT_GIVEN:
-            return NOT_GIVEN
         return check_seconds(
             "happy_eyeballs_delay", happy_eyeballs_delay, allow_none=True
         )
@@ -623,7 +569,3 @@ def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | NotGiven |
                 f" happy_eyeballs_delay={happy_eyeballs_delay!r}"
             )
     return checked
-
-
-def _checked_nat64(nat64: Nat64Setting) -> bool | tuple[IPv6Network, ...]:
-    return nat64 if nat64 is True else check_setting(nat64)
