@@ -271,22 +271,15 @@ class _Attempts:
                 await _connect_when_writable(self.loop, sock, address)
             else:
                 await self.loop.sock_connect(sock, address)
-        except asyncio.CancelledError:
-            if sock is not None:
-                live.discard(sock)
-                sock.close()
-            if watched:
-                self.finished.add(index)
-            if traced:
-                emit("attempt_cancelled", index=index, address=address)
-            raise
         except BaseException as exc:
             if sock is not None:
                 live.discard(sock)
                 sock.close()
             if watched:
                 self.finished.add(index)
-            if traced:
+            if traced and isinstance(exc, asyncio.CancelledError):
+                emit("attempt_cancelled", index=index, address=address)
+            elif traced:
                 emit("attempt_failed", index=index, address=address, error=exc)
             raise
         if watched:
