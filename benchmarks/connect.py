@@ -22,7 +22,11 @@ first address that accepts TCP but never answers the TLS ClientHello (the
 test lab's hung-TLS endpoint; needs the test extra's trustme): the TLS-aware
 race connects to the second address at the delay plus one handshake, where a
 TCP race (asyncio's, or ours with ``race_tls=False``) picks the hung address
-and fails when ``ssl_handshake_timeout`` runs out.
+and fails when ``ssl_handshake_timeout`` runs out. And what the connection
+history saves: repeated connections to a name whose IPv6 address is
+blackholed, and to one whose first address went dark after answering in a
+millisecond, with ``history=None`` and with a history (``--history-only``
+runs just that).
 
 The listeners are plain kernel sockets accepted by a child process, so the
 server's work stays out of the process being measured.
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -109,14 +114,15 @@ def listener(host: str) -> Iterator[int]:
 @contextlib.contextmanager
 def blackhole(host: str) -> Iterator[int]:
     """A listener whose accept queue is full: further SYNs are dropped."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.bind((host, 0))
     sock.listen(0)
     port = sock.getsockname()[1]
     fillers = []
     try:
         for _ in range(3):
-            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler = socket.socket(family, socket.SOCK_STREAM)
             filler.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 filler.connect((host, port))
@@ -229,12 +235,16 @@ def candidates() -> dict[str, Connect]:
     async def ours_create(host: str, port: int) -> Any:
         return await connection.create_connection(asyncio.Protocol, host, port)
 
+    async def ours_open_no_history(host: str, port: int) -> Any:
+        return await connection.open_connection(host, port, history=None)
+
     found: dict[str, Connect] = {
         "asyncio.open_connection": plain_open,
         "loop.create_connection": plain_create,
         "asyncio happy_eyeballs_delay=0.25": asyncio_he,
         "async_stagger open_connection": ours_open,
         "async_stagger create_connection": ours_create,
+        "async_stagger open_connection history=None": ours_open_no_history,
     }
     if LOOP_FACTORY is not FixedAnswers:
         # uvloop's create_connection has no happy_eyeballs_delay.
@@ -436,6 +446,91 @@ def measure_blackhole(repeat: int) -> None:
         )
 
 
+def measure_history(repeat: int) -> None:
+    """What the connection history saves (RFC 8305 §4, §5): connections to
+    a name whose IPv6 address is blackholed, and to one whose first address
+    went dark after answering in about a millisecond."""
+    from async_stagger.address_order import find_source_address
+    from async_stagger.history import ConnectionHistory
+    from async_stagger.resolvers import concurrent_resolver
+
+    if not socket.has_ipv6:
+        print("\nhistory: no IPv6 here, skipped")
+        return
+    with (
+        listener("0.0.0.0") as port,
+        blackhole("::1") as dead6,
+        blackhole("127.0.0.4") as dead4,
+    ):
+        dual = {
+            socket.AF_INET6: [(socket.AF_INET6, ("::1", dead6, 0, 0))],
+            socket.AF_INET: [(socket.AF_INET, ("127.0.0.5", port))],
+        }
+        first_dark = {
+            socket.AF_INET6: [],
+            socket.AF_INET: [
+                (socket.AF_INET, ("127.0.0.4", dead4)),
+                (socket.AF_INET, ("127.0.0.5", port)),
+            ],
+        }
+
+        def answering(table: dict[Any, Any]) -> Any:
+            async def getaddrinfo(host: Any, p: Any, *, family: int, **_: Any) -> Any:
+                found = table[family]
+                if not found:
+                    raise socket.gaierror(socket.EAI_NONAME, "no such address")
+                return [(f, socket.SOCK_STREAM, 6, "", a) for f, a in found]
+
+            return functools.partial(concurrent_resolver, getaddrinfo_async=getaddrinfo)
+
+        async def connect(resolver: Any, history: Any) -> float:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            sock = await connection.create_connected_sock(
+                "name.test", port, resolver=resolver, history=history
+            )
+            took = loop.time() - start
+            sock.close()
+            return took
+
+        def run(coro: Any) -> float:
+            with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+                took: float = runner.run(coro)
+            return took
+
+        print("\nconnection history: IPv6 address blackholed, IPv4 works")
+        resolver = answering(dual)
+        for title, history in (
+            ("history=None", None),
+            ("with history", ConnectionHistory()),
+        ):
+            times = [run(connect(resolver, history)) for _ in range(repeat + 1)]
+            print(
+                f"  {title:14s} first {times[0] * 1e3:7.2f} ms,"
+                f" later ones {statistics.median(times[1:]) * 1e3:7.2f} ms median"
+                f" (max {max(times[1:]) * 1e3:.2f} ms; target with history:"
+                " <= 5 ms)"
+            )
+        print(
+            "connection history: first address blackholed, it answered in 1 ms before"
+        )
+        resolver = answering(first_dark)
+        source = find_source_address(socket.AF_INET, ("127.0.0.4", dead4))
+        assert source is not None
+        for title, seeded in (("history=None", False), ("with history", True)):
+            times = []
+            for _ in range(repeat):
+                history = None
+                if seeded:
+                    history = ConnectionHistory()
+                    history.record_success(source[0], "127.0.0.4", 0.001)
+                times.append(run(connect(resolver, history)))
+            print(
+                f"  {title:14s} {statistics.median(times) * 1e3:7.2f} ms median"
+                " (target with history: about the 100 ms minimum)"
+            )
+
+
 def measure_hung_tls(repeat: int, handshake_timeout: float) -> None:
     """Time to connected when the first address stalls TLS."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -633,6 +728,11 @@ def main() -> None:
         help="ssl_handshake_timeout for the hung-TLS comparison (default 2 s)",
     )
     parser.add_argument(
+        "--history-only",
+        action="store_true",
+        help="only measure what the connection history saves",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also profile our IP-literal path"
     )
     parser.add_argument(
@@ -673,10 +773,14 @@ def main() -> None:
         worker(name, host, int(count))
         return
     print(f"Python {sys.version.split()[0]}, {'uvloop' if args.uvloop else 'asyncio'}")
+    if args.history_only:
+        measure_history(args.blackhole_repeat)
+        return
     if not args.no_timing:
         measure(args.count, args.rounds)
         measure_blackhole(args.blackhole_repeat)
         measure_hung_tls(args.blackhole_repeat, args.tls_handshake_timeout)
+        measure_history(args.blackhole_repeat)
     if args.instructions:
         measure_instructions(args.instructions, every_client=args.every_client)
     if args.profile:

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from async_stagger.history import ConnectionHistory, set_shared_history
 from lab.isolation import install_guard, isolate
 from loops import FLAVOURS, VIRTUAL_FLAVOURS, loop_factory
 
@@ -204,6 +205,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="collect garbage around every test (slow), to name the test whose"
         " garbage warned instead of its module",
     )
+
+
+@pytest.fixture(autouse=True)
+def fresh_shared_history() -> Iterator[ConnectionHistory]:
+    """Each test starts with an empty shared connection history: what one
+    test's connections learned must not reorder or retime the next test's."""
+    history = ConnectionHistory()
+    previous = set_shared_history(history)
+    yield history
+    set_shared_history(previous)
 
 
 def _is_open(fd: int) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import io
 import json
 import math
@@ -25,7 +26,7 @@ from typing import Any, get_args
 
 import pytest
 
-from async_stagger import __version__, _demo
+from async_stagger import __version__, _demo, cli
 from async_stagger._demo import demo_host
 from async_stagger.cli import (
     Timeline,
@@ -33,8 +34,11 @@ from async_stagger.cli import (
     format_address,
     getaddrinfo_in_daemon_thread,
     main,
+    split_target,
 )
+from async_stagger.resolvers import concurrent_resolver
 from async_stagger.trace import EventKind, TraceEvent
+from lab import Endpoint, FakeGetaddrinfo, Lab, ipv6_loopback_available
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -128,8 +132,14 @@ def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "complaint"),
     [
-        ([], "required: HOST, PORT"),
-        (["127.0.0.1"], "required: PORT"),
+        ([], "required: HOST"),
+        (["127.0.0.1"], "no port: give PORT"),
+        (["[::1"], "'[::1'"),
+        (["[::1]x"], "'[::1]x'"),
+        (["127.0.0.1:http", "443"], "two ports given"),
+        (["127.0.0.1:99999"], "'99999'"),
+        (["gopher+x://h/"], "no port for scheme 'gopher+x'"),
+        (["https:///path"], "no host in URL"),
         (["", "80"], "host must not be empty"),
         (["127.0.0.1", "0"], "'0'"),
         (["127.0.0.1", "65536"], "'65536'"),
@@ -214,12 +224,16 @@ def test_refused_port_exits_1_with_the_error(
 ) -> None:
     assert main(["127.0.0.1", str(refused_port)]) == 1
     captured = capsys.readouterr()
-    assert "could not connect to 127.0.0.1 port" in captured.err
-    assert "ConnectionRefusedError" in captured.err
+    assert captured.err == (
+        f"python -m async_stagger: could not connect to 127.0.0.1 port"
+        f" {refused_port} (see above)\n"
+    )
     texts = [text for _, text in timeline_lines(captured.out)]
     failed = f"attempt #0 to 127.0.0.1:{refused_port} failed: ConnectionRefusedError"
     assert any(text.startswith(failed) for text in texts)
-    assert texts[-1].startswith("=> not connected")
+    assert texts[-1] == "=> not connected"
+    # Said once: on the attempt that failed, not again for the connection.
+    assert captured.out.count("ConnectionRefusedError") == 1
 
 
 def test_json_lines_carry_the_event_fields(
@@ -291,7 +305,8 @@ def test_timeout_gives_up_on_a_blackholed_address_and_exits_1(
         ip, port = host.blackholed
         assert main([ip, str(port), "--timeout", "0.2"]) == 1
     captured = capsys.readouterr()
-    assert "timed out after 0.2 s" in captured.err
+    assert "(see above)" in captured.err
+    assert captured.out.count("timed out after 0.2 s") == 1
     lines = timeline_lines(captured.out)
     assert lines[-1][1] == "=> not connected: timed out after 0.2 s"
     assert 200 <= lines[-1][0] < 2000
@@ -305,7 +320,8 @@ def test_exit_statuses_of_the_real_command(refused_port: int, listener: int) -> 
     assert "connected: the winner" in ok.stdout
     failed = run_cli("127.0.0.1", str(refused_port))
     assert failed.returncode == 1
-    assert "ConnectionRefusedError" in failed.stderr
+    assert "ConnectionRefusedError" in failed.stdout
+    assert "could not connect to 127.0.0.1" in failed.stderr
     usage = run_cli("127.0.0.1", "99999")
     assert usage.returncode == 2
     assert "usage: python -m async_stagger" in usage.stderr
@@ -390,7 +406,8 @@ def test_untrusted_certificate_fails_with_exit_1(
     port, _ = tls_server
     assert main(["127.0.0.1", str(port), "--tls"]) == 1
     captured = capsys.readouterr()
-    assert "CERTIFICATE_VERIFY_FAILED" in captured.err
+    assert captured.out.count("CERTIFICATE_VERIFY_FAILED") == 1
+    assert "(see above)" in captured.err
     texts = [text for _, text in timeline_lines(captured.out)]
     attempt = f"attempt #0 to 127.0.0.1:{port}"
     failed = texts.index(f"{attempt}: TLS handshake failed")
@@ -601,3 +618,155 @@ def test_tracer_shows_ipv4_winning_while_the_aaaa_answer_is_late(netns: Any) -> 
     assert f"lookup IPv4 (A) answered: {v4}" in text.stdout
     assert "lookup IPv6 (AAAA) answered" not in text.stdout
     assert f"attempt #0 to {v4}:" in text.stdout
+
+
+# -- input as people type it -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "port", "target"),
+    [
+        (["example.test", "80"], None, ("example.test", 80)),
+        (["example.test:8080"], None, ("example.test", 8080)),
+        (["example.test:https"], None, ("example.test", 443)),
+        (["2001:db8::1", "443"], None, ("2001:db8::1", 443)),
+        (["[2001:db8::1]"], 443, ("2001:db8::1", 443)),
+        (["[::1]:8443"], None, ("::1", 8443)),
+        (["https://example.test/"], None, ("example.test", 443)),
+        (["http://example.test/index.html"], None, ("example.test", 80)),
+        (["https://[::1]:8443/x?y"], None, ("::1", 8443)),
+        (["ftp://example.test"], None, ("example.test", 21)),
+        (["example.test:8080", "8080"], None, ("example.test", 8080)),
+    ],
+)
+def test_host_may_be_written_with_its_port_in_brackets_or_as_a_url(
+    typed: list[str], port: int | None, target: tuple[str, int]
+) -> None:
+    args = build_parser().parse_args(typed)
+    given = args.port if port is None else port
+    assert split_target(args.host, given) == target
+
+
+# -- what the timeline explains ---------------------------------------------------
+
+
+def test_json_starts_with_a_line_stating_the_settings(
+    capsys: pytest.CaptureFixture[str], listener: int
+) -> None:
+    argv = ["127.0.0.1", str(listener), "--json", "--delay", "0.3"]
+    assert main([*argv, "--local-addr", "127.0.0.1"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first == {
+        "kind": "settings",
+        "time": 0.0,
+        "version": __version__,
+        "host": "127.0.0.1",
+        "port": listener,
+        "family": "any",
+        "delay": 0.3,
+        "resolution_delay": 0.05,
+        "interleave": 1,
+        "tls": False,
+        "verify": False,
+        "cafile": None,
+        "local_addrs": [["127.0.0.1", 0]],
+        "timeout": None,
+        "repeat": 1,
+    }
+
+
+@pytest.fixture
+def dual_stack_name(
+    monkeypatch: pytest.MonkeyPatch, lab: Lab
+) -> tuple[Endpoint, Endpoint, FakeGetaddrinfo]:
+    """``dual.lab.test``: a blackholed IPv6 address and a working IPv4 one,
+    answered by the lab's scripted getaddrinfo in place of the system's."""
+    if not ipv6_loopback_available():
+        pytest.skip("this machine has no IPv6 loopback (::1)")
+    dead = lab.blackholed("::1")
+    v4 = lab.working(lab.ipv4_address())
+    fake = lab.getaddrinfo({"dual.lab.test": [dead, v4]})
+    # The tracer's resolver, answered by the fake: no name leaves the test.
+    monkeypatch.setattr(
+        cli,
+        "concurrent_resolver",
+        functools.partial(concurrent_resolver, getaddrinfo_async=fake),
+    )
+    return dead, v4, fake
+
+
+def test_tracer_explains_the_order_the_blackhole_and_what_history_changed(
+    capsys: pytest.CaptureFixture[str],
+    dual_stack_name: tuple[Endpoint, Endpoint, FakeGetaddrinfo],
+) -> None:
+    dead, v4, _ = dual_stack_name
+    assert main(["dual.lab.test", "80", "--repeat", "2"]) == 0
+    first, _, second = capsys.readouterr().out.partition("\n\n")
+    dead_text, v4_text = format_address(dead.sockaddr), format_address(v4.sockaddr)
+    # Once, before the first attempt: the order, and why.
+    assert first.count("address order for dual.lab.test:") == 1
+    assert first.index("address order") < first.index("attempt #0")
+    assert f"#0 {dead_text} (RFC 6724 rule 6: higher precedence)" in first
+    assert f"#1 {v4_text} (last)" in first
+    assert (
+        f"attempt #0 to {dead_text}: no answer after 250 ms, starting the next" in first
+    )
+    # The second connection: history put the blackholed address last.
+    assert f"#0 {v4_text} (history: the addresses after it failed" in second
+    texts = [text for _, text in timeline_lines(second)]
+    assert f"attempt #0 to {v4_text} started" in texts
+    assert not any(dead_text in text and "started" in text for text in texts)
+
+
+def test_tracer_shows_the_resolution_delay_expiring_and_the_unanswered_lookup(
+    capsys: pytest.CaptureFixture[str],
+    dual_stack_name: tuple[Endpoint, Endpoint, FakeGetaddrinfo],
+) -> None:
+    _, v4, fake = dual_stack_name
+    fake.delays[socket.AF_INET6] = None  # the AAAA query is never answered
+    assert main(["dual.lab.test", "80"]) == 0
+    texts = [text for _, text in timeline_lines(capsys.readouterr().out)]
+    expired = (
+        "resolution delay expired (50 ms after the A answer): going on without IPv6"
+    )
+    assert expired in texts
+    assert texts.index(expired) < texts.index(
+        f"attempt #0 to {format_address(v4.sockaddr)} started"
+    )
+    [unanswered] = [text for text in texts if text.startswith("AAAA: ")]
+    assert re.fullmatch(r"AAAA: no answer after \d+ ms", unanswered)
+
+
+def test_tracer_shows_an_address_no_local_address_can_pair_with(
+    capsys: pytest.CaptureFixture[str],
+    dual_stack_name: tuple[Endpoint, Endpoint, FakeGetaddrinfo],
+) -> None:
+    dead, v4, _ = dual_stack_name
+    assert main(["dual.lab.test", "80", "--local-addr", "127.0.0.1"]) == 0
+    texts = [text for _, text in timeline_lines(capsys.readouterr().out)]
+    skipped = f"address {format_address(dead.sockaddr)} skipped: OSError: "
+    [line] = [text for text in texts if text.startswith(skipped)]
+    assert "no local address of family AF_INET6" in line
+    assert f"attempt #0 to {format_address(v4.sockaddr)} started (from" in " ".join(
+        texts
+    )
+
+
+def test_tls_shows_the_server_certificate_as_curl_does(
+    capsys: pytest.CaptureFixture[str], tls_server: tuple[int, Path]
+) -> None:
+    port, cafile = tls_server
+    assert main([f"127.0.0.1:{port}", "--tls", "--cafile", str(cafile)]) == 0
+    out = capsys.readouterr().out
+    assert "server certificate:" in out
+    assert re.search(r"^\s+subject: O=trustme", out, re.MULTILINE)
+    assert re.search(r"^\s+issuer: O=trustme", out, re.MULTILINE)
+    assert re.search(r"^\s+subjectAltName: IP Address:127\.0\.0\.1", out, re.MULTILINE)
+    assert re.search(r"^\s+expire date: .* GMT \(in \d+ days\)$", out, re.MULTILINE)
+    assert (
+        main(["127.0.0.1", str(port), "--tls", "--cafile", str(cafile), "--json"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    certificate = result["tls"]["certificate"]
+    assert certificate["subject_alt_names"] == ["IP Address:127.0.0.1"]
+    assert certificate["not_after"].endswith("GMT")

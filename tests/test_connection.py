@@ -272,11 +272,13 @@ async def test_blackholed_attempt_is_cancelled_when_the_next_wins(lab: Lab) -> N
     sock.close()
     assert [(e.kind, e.index) for e in events] == [
         ("attempt_started", 0),
+        ("attempt_delay_expired", 0),
         ("attempt_started", 1),
         ("attempt_succeeded", 1),
         ("attempt_cancelled", 0),
     ]
     assert [e.address for e in events] == [
+        dead.sockaddr,
         dead.sockaddr,
         server.sockaddr,
         server.sockaddr,
@@ -345,6 +347,7 @@ async def test_slower_attempt_keeps_running_when_the_next_starts(lab: Lab) -> No
     assert kinds == [
         ("attempt_cancelled", 0),
         ("attempt_cancelled", 1),
+        ("attempt_delay_expired", 0),
         ("attempt_started", 0),
         ("attempt_started", 1),
         ("connection_failed", None),

@@ -35,6 +35,7 @@ from async_stagger.connection import (
     create_connection,
     open_connection,
 )
+from async_stagger.history import ConnectionHistory, set_shared_history
 from async_stagger.resolvers import concurrent_resolver
 from lab import Endpoint, Lab, ipv6_loopback_available
 from test_connection import is_uvloop_ssl_cancellation_report
@@ -188,10 +189,16 @@ async def example(world: World, case: Case) -> None:
 
 
 def run_example(world: World, case: Case, flavour: str) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with asyncio.Runner(loop_factory=loops.loop_factory(flavour)) as runner:
-            runner.run(example(world, case))
+    # Each example with a history of its own: what one example's connections
+    # learned would reorder the next one's, and an example must replay alike.
+    previous = set_shared_history(ConnectionHistory())
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with asyncio.Runner(loop_factory=loops.loop_factory(flavour)) as runner:
+                runner.run(example(world, case))
+    finally:
+        set_shared_history(previous)
     assert [str(warning.message) for warning in caught] == []
 
 

@@ -448,17 +448,24 @@ def test_open_connection_connects_over_ipv4_at_once_when_aaaa_is_lost(
         # lookup, waits seconds for it: see the tests above).
         assert result["seconds"] < 0.5, (flavour, result)
         events = result["trace"]
+        # The flavours run one after another in one process, so the later
+        # ones find the connection history's RTT: left out here.
+        events = [e for e in events if e[0] != "attempt_delay_from_history"]
         trace = [(kind, family, address) for kind, _, family, address in events]
         # Connected while the AAAA lookup was still waiting: the one attempt
-        # went to the IPv4 address, a resolution delay after its answer.
+        # went to the IPv4 address, a resolution delay after its answer,
+        # and the AAAA lookup was left unanswered.
         assert trace == [
             ("resolution_started", "AF_INET6", None),
             ("resolution_started", "AF_INET", None),
             ("resolution_answered", "AF_INET", None),
+            ("resolution_delay_expired", "AF_INET6", None),
+            ("order_decided", None, None),
             ("attempt_started", None, "10.77.0.2"),
             ("attempt_succeeded", None, "10.77.0.2"),
+            ("resolution_abandoned", "AF_INET6", None),
         ], (flavour, result)
-        answered_at, attempt_at = events[2][1], events[3][1]
+        answered_at, attempt_at = events[2][1], events[5][1]
         assert attempt_at - answered_at >= 0.8 * RESOLUTION_DELAY, (flavour, result)
     queries = netns.dns_queries()
     assert {(q.type, q.outcome) for q in queries} == {

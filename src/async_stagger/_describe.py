@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .trace import TraceEvent
 
-__all__ = ["describe_event", "format_address", "format_error"]
+__all__ = ["describe_event", "format_address", "format_duration", "format_error"]
 
 _FAMILY_NAMES: dict[int, str] = {
     socket.AF_INET: "IPv4 (A)",
@@ -134,4 +134,50 @@ def describe_event(event: TraceEvent, address: tuple[Any, ...] | None = None) ->
         if isinstance(event.error, asyncio.CancelledError):
             return "connection cancelled"
         return f"connection failed: {format_error(event.error)}"
+    if kind == "resolution_delay_expired":
+        return (
+            f"resolution delay expired ({format_duration(event.delay)} after the"
+            " A answer): going on without IPv6"
+        )
+    if kind == "resolution_abandoned":
+        record = "AAAA" if event.family == socket.AF_INET6 else "A"
+        return f"{record}: no answer after {format_duration(event.delay)}"
+    if kind == "order_decided":
+        reasons = event.reasons or ()
+        places = [
+            f"#{at} {format_address(each)}"
+            + (f" ({reasons[at]})" if at < len(reasons) else "")
+            for at, each in enumerate(event.addresses or ())
+        ]
+        return f"address order for {event.host}: {', '.join(places)}"
+    if kind == "attempt_delay_expired":
+        waited = format_duration(event.delay)
+        return f"{attempt}: no answer after {waited}, starting the next"
+    if kind == "attempt_delay_from_history":
+        return (
+            f"{attempt}: attempt delay {format_duration(event.delay)}, from its"
+            " measured round-trip time (history)"
+        )
+    if kind == "address_skipped":
+        return (
+            f"address {format_address(event.address)} skipped:"
+            f" {format_error(event.error)}"
+        )
     return str(kind)
+
+
+def format_duration(seconds: float | None) -> str:
+    """A short time the way people say it.
+
+    Args:
+        seconds: The time, or ``None``.
+
+    Returns:
+        ``"250 ms"`` below a second, ``"1.2 s"`` from one on, ``"?"`` for
+        ``None``.
+    """
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.1f} s"

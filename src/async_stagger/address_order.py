@@ -63,13 +63,17 @@ import operator
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from .history import ConnectionHistory
 
 from .nat64 import known_prefix_of
 
 __all__ = [
     "SourceAddressLookup",
     "as_ipv6",
+    "explain_order",
     "find_source_address",
     "interleave",
     "label",
@@ -297,66 +301,109 @@ def _properties(address: str) -> tuple[int, int, int, int] | None:
 
 
 def _sort_key(
-    info: AddrInfo, source_address: SourceAddressLookup
-) -> tuple[int, int, int, int, int, int]:
+    info: AddrInfo,
+    source_address: SourceAddressLookup,
+    history: ConnectionHistory | None = None,
+) -> tuple[int, int, int, int, int, int, int, int]:
     family, _, _, _, sockaddr = info
     destination = _properties(sockaddr[0]) if isinstance(sockaddr[0], str) else None
     if destination is None:
         # Not an IP address (a custom resolver's odd answer): no opinion,
         # keep it after everything we can judge, in its original order.
-        return (1, 1, 1, 0, 0, 0)
+        return (1, 1, 1, 0, 0, 0, 0, 0)
     dest_value, dest_scope, dest_precedence, dest_label = destination
     source_sockaddr = source_address(family, sockaddr)
     source = None if source_sockaddr is None else _properties(source_sockaddr[0])
     if source is None:
         # Rule 1: unusable; the remaining rules need a source.
-        return (1, 1, 1, -dest_precedence, dest_scope, 0)
+        return (1, 1, 1, -dest_precedence, dest_scope, 0, 0, 0)
     source_value, source_scope, _, source_label = source
+    known_broken = rtt_rank = unused = 0
+    if history is not None:
+        assert source_sockaddr is not None
+        entry = history.lookup(source_sockaddr[0], sockaddr[0])
+        if entry is not None:
+            # RFC 6724 rule 1's "known to be unreachable": the latest
+            # attempt failed or went unanswered (see async_stagger.history).
+            known_broken = 0 if entry.reachable else 1
+            # Whole milliseconds: jitter below that does not reorder.
+            rtt_rank = _UNKNOWN_RTT if entry.rtt is None else round(entry.rtt * 1e3)
+            unused = 0 if entry.used_at is not None else 1
+        else:
+            rtt_rank, unused = _UNKNOWN_RTT, 1
     if family == socket.AF_INET6 and (embedded := known_prefix_of(sockaddr[0])):
         # NAT64 (v3 draft): sorted as the IPv4 address it stands for, from
         # the translator's IPv4 side.
         ipv4 = _properties(str(embedded[1]))
         assert ipv4 is not None
         _, dest_scope, dest_precedence, dest_label = ipv4
-        return (0, 0 if dest_scope == SCOPE_GLOBAL else 1, 0, -dest_precedence,
-                dest_scope, 0)  # fmt: skip
+        return (known_broken, 0 if dest_scope == SCOPE_GLOBAL else 1, 0,
+                -dest_precedence, dest_scope, rtt_rank, unused, 0)  # fmt: skip
     prefix = 0
     if family == socket.AF_INET6:
         prefix = _common_prefix_length(dest_value, source_value)
     return (
-        0,  # Rule 1: usable.
+        known_broken,  # Rule 1: usable (and not known to be broken).
         0 if dest_scope == source_scope else 1,  # Rule 2: matching scope.
         0 if dest_label == source_label else 1,  # Rule 5: matching label.
         -dest_precedence,  # Rule 6: higher precedence.
         dest_scope,  # Rule 8: smaller scope.
+        rtt_rank,  # RFC 8305 §4, history: lower RTT.
+        unused,  # RFC 8305 §4, history: used before.
         -prefix,  # Rule 9: longest matching prefix (IPv6 only).
     )
+
+
+# An address with no measured RTT sorts after every measured one.
+_UNKNOWN_RTT = 1 << 30
+
+#: Why one address goes before the next, by the first element of their sort
+#: keys that differs (see _sort_key).
+_KEY_REASONS = (
+    "RFC 6724 rule 1: usable destination",
+    "RFC 6724 rule 2: matching scope",
+    "RFC 6724 rule 5: matching label",
+    "RFC 6724 rule 6: higher precedence",
+    "RFC 6724 rule 8: smaller scope",
+    "history: lower RTT",
+    "history: used before",
+    "RFC 6724 rule 9: longer matching prefix",
+)
 
 
 def sort_addresses(
     infos: Iterable[AddrInfo],
     *,
     source_address: SourceAddressLookup = find_source_address,
+    history: ConnectionHistory | None = None,
 ) -> list[AddrInfo]:
     """Order destinations by the RFC 6724 §6 rules we can evaluate.
 
     Rules 1, 2, 5, 6, 8, 9 (IPv6 only) and 10 (the sort is stable, so ties
     keep the order of *infos*). See the module documentation for why 3, 4
-    and 7 are skipped.
+    and 7 are skipped. With a *history*, RFC 8305 §4's rules for stateful
+    clients come between rules 8 and 9 (lower RTT first, then addresses
+    used before), and an address whose latest attempt failed or went
+    unanswered counts as known to be unreachable under rule 1 (see
+    :mod:`async_stagger.history`).
 
     Args:
         infos: getaddrinfo 5-tuples, in their original order.
         source_address: Finds the source address for a destination, or
             ``None`` for an unusable one. Defaults to the UDP connect probe
             :func:`find_source_address`; tests pass a pure function.
+        history: Outcomes of earlier connections, or ``None``.
 
     Returns:
         A new list, best destination first.
+
+    .. versionchanged:: 1.0
+       the *history* argument.
     """
     items = list(infos)
     if len(items) < 2:
         return items
-    keys = [_sort_key(info, source_address) for info in items]
+    keys = [_sort_key(info, source_address, history) for info in items]
     if keys.count(keys[0]) == len(keys):
         # No rule prefers any destination (a name's addresses are often
         # alike: one family, one scope): rule 10 keeps the order as it is.
@@ -365,6 +412,71 @@ def sort_addresses(
     # stable sort) before the 5-tuples themselves would be compared.
     decorated = sorted([(key, at) for at, key in enumerate(keys)])
     return [items[at] for _, at in decorated]
+
+
+def explain_order(
+    ordered: Sequence[AddrInfo],
+    *,
+    source_address: SourceAddressLookup = find_source_address,
+    history: ConnectionHistory | None = None,
+) -> list[str]:
+    """Why each address of a sorted and interleaved list is where it is.
+
+    Args:
+        ordered: The addresses in the order they will be tried.
+        source_address: As for :func:`sort_addresses`.
+        history: As for :func:`sort_addresses`.
+
+    Returns:
+        One reason per address: the rule that put it before the best of the
+        addresses after it (of the other family, while one is left),
+        ``"family interleave (RFC 8305 §4)"`` when the
+        interleaving moved it forward, ``"RFC 6724 rule 10: original order"``
+        for a tie, ``"last"`` for the last one and ``"the only address"``
+        when there is one.
+
+    .. versionadded:: 1.0
+    """
+    keyed = [(_sort_key(info, source_address, history), info) for info in ordered]
+    reasons = []
+    for at, (key, _) in enumerate(keyed):
+        rest = keyed[at + 1 :]
+        if not rest:
+            reasons.append("last" if at else "the only address")
+            continue
+        # Against the other family, when there is one left: that is the
+        # choice a reader wonders about (why IPv6 before IPv4, or not).
+        family = ordered[at][0]
+        others = [pair for pair in rest if pair[1][0] != family] or rest
+        best, best_info = min(others, key=lambda pair: pair[0])
+        if min(pair[0] for pair in rest) < key:
+            reasons.append("family interleave (RFC 8305 §4)")
+            continue
+        differs = [i for i, (a, b) in enumerate(zip(key, best, strict=True)) if a != b]
+        if not differs:
+            reasons.append("RFC 6724 rule 10: original order")
+        elif differs[0] == 0 and _known_broken(best_info, source_address, history):
+            reasons.append(
+                "history: the addresses after it failed or went unanswered"
+                " lately (RFC 6724 rule 1)"
+            )
+        else:
+            reasons.append(_KEY_REASONS[differs[0]])
+    return reasons
+
+
+def _known_broken(
+    info: AddrInfo,
+    source_address: SourceAddressLookup,
+    history: ConnectionHistory | None,
+) -> bool:
+    if history is None:
+        return False
+    source = source_address(info[0], info[4])
+    if source is None:
+        return False
+    entry = history.lookup(source[0], info[4][0])
+    return entry is not None and not entry.reachable
 
 
 def interleave(

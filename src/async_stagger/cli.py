@@ -26,6 +26,8 @@ import os
 import socket
 import ssl
 import sys
+import time
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -43,6 +45,7 @@ __all__ = [
     "format_error",
     "getaddrinfo_in_daemon_thread",
     "main",
+    "split_target",
     "trace_connection",
 ]
 
@@ -108,8 +111,30 @@ class Timeline:
             self._attempt_addresses.setdefault(event.index, event.address)
         if self.json_lines:
             self.write_json(self.event_json(event))
+        elif event.kind == "connection_failed" and self.shown_before(event.error):
+            pass  # the error is on a line above already: say it once
         else:
             self.write_line(self.elapsed(event.time), self.describe(event))
+
+    def shown_before(self, error: BaseException | None) -> bool:
+        """Whether *error*, or every error it sums up, was already reported
+        by an earlier event (an attempt, a lookup or a TLS handshake)."""
+        if error is None:
+            return False
+        earlier = [e.error for e in self.events[:-1] if e.kind != "connection_failed"]
+        if any(error is other for other in earlier):
+            return True
+        # The one OSError that names every attempt's error (connection.py's
+        # "Multiple exceptions: ..."), or an exception group of them.
+        parts = error.exceptions if isinstance(error, BaseExceptionGroup) else None
+        if parts is not None:
+            return all(any(p is other for other in earlier) for p in parts)
+        return (
+            isinstance(error, OSError)
+            and error.errno is None
+            and str(error).startswith("Multiple exceptions")
+            and any(e.kind == "attempt_failed" for e in self.events)
+        )
 
     def write_line(self, elapsed: float, text: str) -> None:
         """Print one text line stamped *elapsed* seconds after time zero."""
@@ -164,6 +189,10 @@ class Timeline:
         if event.nat64_prefix is not None:
             data["nat64_prefix"] = event.nat64_prefix
             data["nat64_origin"] = event.nat64_origin
+        if event.delay is not None:
+            data["delay"] = round(event.delay, 6)
+        if event.reasons is not None:
+            data["reasons"] = list(event.reasons)
         return data
 
     def describe(self, event: TraceEvent) -> str:
@@ -239,6 +268,77 @@ def _host(text: str) -> str:
     return text
 
 
+#: Ports of the schemes people most often paste, without /etc/services.
+_SCHEME_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def split_target(host: str, port: int | None) -> tuple[str, int]:
+    """The host and port of what was typed as HOST [PORT].
+
+    Args:
+        host: ``example.com``, ``2001:db8::1``, ``[2001:db8::1]``,
+            ``example.com:443``, ``[::1]:8080``, or a URL
+            (``https://example.com/``).
+        port: The PORT argument, if given.
+
+    Returns:
+        ``(host, port)``: the host without brackets, the port from *port*,
+        the text, the URL or its scheme.
+
+    Raises:
+        ValueError: No port anywhere, two different ports, or a URL or
+            bracketed address that does not parse.
+    """
+    found: int | None = None
+    if "://" in host:
+        parts = urllib.parse.urlsplit(host)
+        try:
+            found = parts.port
+        except ValueError:
+            raise ValueError(f"bad port in URL {host!r}") from None
+        name = parts.hostname
+        if not name:
+            raise ValueError(f"no host in URL {host!r}")
+        if found is None:
+            scheme = parts.scheme.lower()
+            found = _SCHEME_PORTS.get(scheme)
+            if found is None:
+                try:
+                    found = socket.getservbyname(scheme, "tcp")
+                except OSError:
+                    raise ValueError(
+                        f"no port for scheme {scheme!r}: give PORT"
+                    ) from None
+        host = name
+    elif host.startswith("["):
+        inside, bracket, rest = host[1:].partition("]")
+        if not bracket or not inside or (rest and not rest.startswith(":")):
+            raise ValueError(
+                f"expected [IPv6 address] or [IPv6 address]:port, got {host!r}"
+            )
+        if rest:
+            found = _port_in_text(rest[1:], host)
+        host = inside
+    elif host.count(":") == 1:
+        host, _, text = host.partition(":")
+        found = _port_in_text(text, host)
+        if not host:
+            raise ValueError("the host must not be empty")
+    if found is not None and port is not None and found != port:
+        raise ValueError(f"two ports given: {found} in HOST and {port} as PORT")
+    chosen = port if port is not None else found
+    if chosen is None:
+        raise ValueError("no port: give PORT, or write HOST as host:port or as a URL")
+    return host, chosen
+
+
+def _port_in_text(text: str, whole: str) -> int:
+    try:
+        return _port(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"{exc} (in {whole!r})") from None
+
+
 def _local_address(text: str) -> tuple[Any, ...]:
     """An IP literal as a socket address with port 0 (any local port)."""
     address, _, scope = text.partition("%")
@@ -294,10 +394,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     parser.add_argument(
-        "host", metavar="HOST", type=_host, help="host name or IP address"
+        "host",
+        metavar="HOST",
+        type=_host,
+        help=(
+            "host name or IP address, as people write it: example.com,"
+            " 2001:db8::1, [2001:db8::1], example.com:443, [::1]:8080, or a URL"
+            " such as https://example.com/ (the port from the URL or its scheme)"
+        ),
     )
     parser.add_argument(
-        "port", metavar="PORT", type=_port, help="port number or TCP service name"
+        "port",
+        metavar="PORT",
+        type=_port,
+        nargs="?",
+        default=None,
+        help="port number or TCP service name (unless HOST gives one)",
     )
     parser.add_argument(
         "--delay",
@@ -390,6 +502,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--repeat",
+        metavar="N",
+        type=_interleave,
+        default=1,
+        help=(
+            "connect N times, one after the other, to see what the connection"
+            " history learned from the earlier ones (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help=(
@@ -427,16 +549,61 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Connect as *args* say, printing the timeline to *out*.
 
+    With ``--repeat N`` the connection is made N times, one after the
+    other, each with its own timeline: the later ones show what the
+    connection history (:mod:`async_stagger.history`) learned.
+
     Args:
-        args: Parsed command line (see :func:`build_parser`).
+        args: Parsed command line (see :func:`build_parser`), with
+            ``host`` and ``port`` split as :func:`split_target` does.
         out: Where the timeline (or JSON lines) goes.
         err: Where the error message goes when the connection fails.
 
     Returns:
-        The exit status: 0 when connected, 1 when not, 2 when the CA file of
-        ``--cafile`` cannot be used.
+        The exit status: 0 when connected (every time), 1 when not, 2 when
+        the CA file of ``--cafile`` cannot be used.
     """
+    try:
+        ssl_context = _client_ssl_context(args) if args.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        print(f"{PROG}: error: --cafile {args.cafile}: {format_error(exc)}", file=err)
+        return EXIT_USAGE
+    repeat = getattr(args, "repeat", 1)
+    status = EXIT_OK
+    for round_ in range(repeat):
+        if round_ and not args.json:
+            print(file=out)
+        status = max(status, await _trace_one(args, ssl_context, out, err))
+    return status
 
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a connection uses, for the first JSON line."""
+    return {
+        "kind": "settings",
+        "time": 0.0,
+        "version": __version__,
+        "host": args.host,
+        "port": args.port,
+        "family": {None: "any", "4": "AF_INET", "6": "AF_INET6"}[args.family],
+        "delay": None if math.isinf(args.delay) else args.delay,
+        "resolution_delay": args.resolution_delay,
+        "interleave": args.interleave,
+        "tls": bool(args.tls),
+        "verify": bool(args.tls and not args.insecure),
+        "cafile": args.cafile,
+        "local_addrs": [list(a) for a in args.local_addrs or []],
+        "timeout": args.timeout,
+        "repeat": getattr(args, "repeat", 1),
+    }
+
+
+async def _trace_one(
+    args: argparse.Namespace,
+    ssl_context: ssl.SSLContext | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
     loop = asyncio.get_running_loop()
     timeline = Timeline(out, json_lines=args.json)
     family = {None: 0, "4": socket.AF_INET, "6": socket.AF_INET6}[args.family]
@@ -445,12 +612,9 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
         resolution_delay=args.resolution_delay,
         first_addr_family_count=args.interleave,
     )
-    try:
-        ssl_context = _client_ssl_context(args) if args.tls else None
-    except (OSError, ssl.SSLError) as exc:
-        print(f"{PROG}: error: --cafile {args.cafile}: {format_error(exc)}", file=err)
-        return EXIT_USAGE
-    if not args.json:
+    if args.json:
+        timeline.write_json(_settings(args))
+    else:
         delay = (
             "none (one at a time)" if math.isinf(args.delay) else f"{args.delay:g} s"
         )
@@ -497,10 +661,13 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
             timeline.write_line(elapsed, "=> not connected")
         else:
             timeline.write_line(elapsed, f"=> not connected: {message}")
-        print(
-            f"{PROG}: could not connect to {args.host} port {args.port}: {message}",
-            file=err,
-        )
+        # Said once: the timeline above has the error (unless it went to
+        # JSON, or nowhere); the summary for scripts says which connection.
+        where = f"could not connect to {args.host} port {args.port}"
+        if args.json or timeline.output_lost:
+            print(f"{PROG}: {where}: {message}", file=err)
+        else:
+            print(f"{PROG}: {where} (see above)", file=err)
         return EXIT_FAILED
     elapsed = timeline.elapsed(loop.time())
     peer = writer.get_extra_info("peername")
@@ -520,6 +687,7 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
                 result["tls"] = {
                     "version": tls.version(),
                     "cipher": cipher[0] if cipher else None,
+                    "certificate": _certificate_json(tls.getpeercert()),
                 }
             timeline.write_json(result)
         else:
@@ -532,9 +700,67 @@ async def trace_connection(args: argparse.Namespace, out: TextIO, err: TextIO) -
                     f" ({cipher[0]})" if cipher else ""
                 )
             timeline.write_line(elapsed, summary)
+            if tls is not None:
+                for line in _certificate_lines(tls.getpeercert()):
+                    timeline.write(f"{timeline.indent}{'':14s}{line}")
     finally:
         await _close(writer)
     return EXIT_OK
+
+
+def _name_text(name: Any) -> str:
+    """An X.509 name as ``getpeercert`` gives it, written ``CN=x, O=y``."""
+    short = {
+        "commonName": "CN",
+        "organizationName": "O",
+        "organizationalUnitName": "OU",
+        "countryName": "C",
+        "stateOrProvinceName": "ST",
+        "localityName": "L",
+    }
+    parts = []
+    for rdn in name or ():
+        for key, value in rdn:
+            parts.append(f"{short.get(key, key)}={value}")
+    return ", ".join(parts) or "?"
+
+
+def _certificate_json(cert: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not cert:
+        return None  # not verified (--insecure): the ssl module tells nothing
+    return {
+        "subject": _name_text(cert.get("subject")),
+        "issuer": _name_text(cert.get("issuer")),
+        "subject_alt_names": [
+            f"{kind}:{value}" for kind, value in cert.get("subjectAltName", ())
+        ],
+        "not_before": cert.get("notBefore"),
+        "not_after": cert.get("notAfter"),
+    }
+
+
+def _certificate_lines(cert: dict[str, Any] | None) -> list[str]:
+    """The server certificate, as ``curl -v`` shows it."""
+    data = _certificate_json(cert)
+    if data is None:
+        return ["server certificate: not verified (--insecure), details not read"]
+    lines = [
+        "server certificate:",
+        f"  subject: {data['subject']}",
+        f"  issuer: {data['issuer']}",
+        f"  subjectAltName: {', '.join(data['subject_alt_names']) or 'none'}",
+        f"  start date: {data['not_before']}",
+    ]
+    expiry = f"  expire date: {data['not_after']}"
+    try:
+        left = ssl.cert_time_to_seconds(data["not_after"]) - time.time()
+    except (TypeError, ValueError):
+        pass
+    else:
+        days = int(left // 86400)
+        expiry += " (expired)" if left < 0 else f" (in {days} days)"
+    lines.append(expiry)
+    return lines
 
 
 # -- entry point ---------------------------------------------------------------
@@ -557,7 +783,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             demo_args = build_demo_parser().parse_args(arguments[1:])
             return asyncio.run(run_demo(demo_args, sys.stdout))
-        args = build_parser().parse_args(arguments)
+        parser = build_parser()
+        args = parser.parse_args(arguments)
+        try:
+            args.host, args.port = split_target(args.host, args.port)
+        except ValueError as exc:
+            parser.error(str(exc))
         if (args.cafile or args.insecure or not args.race_tls) and not args.tls:
             print(
                 f"{PROG}: error: --cafile, --insecure and --no-tls-race need --tls",

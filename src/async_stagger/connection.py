@@ -61,13 +61,26 @@ from functools import partial
 from typing import Any, Final, TypeAlias
 
 from . import defaults
+from . import history as _history
 from ._checks import check_host, check_port, check_seconds
 from ._resolver_keywords import extra_keywords_taken
 from ._tls_attempt import Handshake, TLSRace
+from .address_order import find_source_address
 from .address_order import sort_addresses as _sort_addresses
+from .history import (
+    SHARED,
+    ConnectionHistory,
+    HistoryOption,
+    resolve_history_option,
+)
 from .nat64 import Nat64Setting, check_setting
 from .race import _items_left, _race_on_loop
-from .resolvers import _resolve_checked, concurrent_resolver
+from .resolvers import (
+    _DirectAnswer,
+    _resolve_checked,
+    basic_resolver,
+    concurrent_resolver,
+)
 from .trace import LOGGER, TraceCallback, _logged, emit, tracing, tracing_active
 
 __all__ = [
@@ -306,13 +319,24 @@ class _Attempts:
 
     __slots__ = (
         "addresses",
+        "connected_at",
+        "default_delay",
+        "delays",
         "direct_connect",
+        "finished",
+        "history",
         "live",
         "local_addrs",
         "loop",
+        "measured",
+        "outlived",
         "pending",
         "remote",
         "skipped",
+        "sources",
+        "started",
+        "unanswered",
+        "watched",
     )
 
     # The race may believe __length_hint__: it counts what is really left
@@ -341,6 +365,72 @@ class _Attempts:
         self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
         # Further (remote, local) pairs for the current remote address.
         self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
+        # What the connection history and the tracer need is kept only when
+        # one of them is listening (see _watch), and made only then: the
+        # containers cost an IP literal's connection 0.5 % of its
+        # instructions when made for every connection.
+        self.history: ConnectionHistory | None = None
+        self.watched = False
+
+    def _watch(self, history: ConnectionHistory | None, delay: float | None) -> None:
+        """Keep what the history (and the tracer) need about each attempt:
+        the start of each, the attempts that ended, those still unanswered
+        when the next one started, and the delay after each."""
+        self.history = history
+        self.watched = True
+        self.default_delay = (
+            defaults.CONNECTION_ATTEMPT_DELAY if delay is None else delay
+        )
+        self.started: dict[int, float] = {}
+        self.finished: set[int] = set()
+        self.outlived: set[int] = set()
+        self.delays: dict[int, float] = {}
+        self.measured: set[int] = set()
+        # The history's network key of each attempt, once looked up.
+        self.sources: dict[int, str | None] = {}
+        self.connected_at: dict[int, float] = {}
+        self.unanswered = -1
+
+    def delay_after(self, index: int) -> float:
+        """The attempt delay after attempt *index* (RFC 8305 §5): from its
+        address's measured RTT when the history has one, else the default."""
+        delay = self.default_delay
+        history = self.history
+        if history is not None and len(history):
+            address, local = self.addresses[index]
+            source = self.sources[index] = _source_host(address, local)
+            measured = (
+                None if source is None else history.attempt_delay(source, address[0])
+            )
+            if measured is not None:
+                delay = measured
+                # Reported once the attempt has started (see _connect).
+                self.measured.add(index)
+        self.delays[index] = delay
+        return delay
+
+    def _note_outlived(self) -> None:
+        """The race asks for the next attempt: if the latest one is still
+        running, its delay ran out without an answer (RFC 8305 §5)."""
+        latest = len(self.addresses) - 1
+        if latest < 0 or latest in self.finished or latest in self.outlived:
+            return
+        if not self.default_delay:
+            return  # delay=0: everything starts at once, nobody waited
+        self.outlived.add(latest)
+        self.unanswered = latest
+
+    def _announce_unanswered(self) -> None:
+        """Tell the tracer that the attempt still unanswered is why the one
+        being made now starts."""
+        latest, self.unanswered = self.unanswered, -1
+        if latest >= 0 and tracing_active():
+            emit(
+                "attempt_delay_expired",
+                index=latest,
+                address=self.addresses[latest][0],
+                delay=self.delays.get(latest, self.default_delay),
+            )
 
     def __aiter__(self) -> _Attempts:
         return self
@@ -351,6 +441,8 @@ class _Attempts:
         return len(self.pending) + _items_left(self.remote)
 
     async def __anext__(self) -> Callable[[], Any]:
+        if self.watched:
+            self._note_outlived()
         if self.pending:
             info, local = self.pending.pop()
             return self._factory(info, local)
@@ -366,16 +458,13 @@ class _Attempts:
                 first = pairs.pop()
                 self.pending = pairs
                 return self._factory(*first)
-            self.skipped.append(
-                (
-                    info[4],
-                    OSError(
-                        errno.EAFNOSUPPORT,
-                        f"no local address of family {_family_name(family)}"
-                        f" to connect to {info[4]!r} from",
-                    ),
-                )
+            skipped = OSError(
+                errno.EAFNOSUPPORT,
+                f"no local address of family {_family_name(family)}"
+                f" to connect to {info[4]!r} from",
             )
+            self.skipped.append((info[4], skipped))
+            emit("address_skipped", address=info[4], error=skipped)
 
     def aclose(self) -> Awaitable[None]:
         """Close the resolver's iterator (the race calls this on exit)."""
@@ -390,6 +479,8 @@ class _Attempts:
     def _factory(
         self, info: AddrInfo, local: tuple[Any, ...] | None
     ) -> Callable[[], Any]:
+        if self.watched:
+            self._announce_unanswered()
         index = len(self.addresses)
         self.addresses.append((info[4], local))
         return partial(self._connect, index, info, local)
@@ -401,6 +492,16 @@ class _Attempts:
         traced = tracing_active()
         if traced:
             emit("attempt_started", index=index, address=address, local_address=local)
+        watched = self.watched
+        if watched:
+            self.started[index] = self.loop.time()
+            if traced and index in self.measured:
+                emit(
+                    "attempt_delay_from_history",
+                    index=index,
+                    address=address,
+                    delay=self.delays[index],
+                )
         live = self.live
         sock = None
         try:
@@ -426,6 +527,8 @@ class _Attempts:
             if sock is not None:
                 live.discard(sock)
                 sock.close()
+            if watched:
+                self.finished.add(index)
             if traced:
                 emit("attempt_cancelled", index=index, address=address)
             raise
@@ -433,9 +536,14 @@ class _Attempts:
             if sock is not None:
                 live.discard(sock)
                 sock.close()
+            if watched:
+                self.finished.add(index)
             if traced:
                 emit("attempt_failed", index=index, address=address, error=exc)
             raise
+        if watched:
+            self.connected_at[index] = self.loop.time()
+            self.finished.add(index)
         if self.tls is not None:
             # The socket is the TLS step's from here on (it hands it to a
             # transport), and the attempt succeeds with its handshake.
@@ -444,6 +552,66 @@ class _Attempts:
         if traced:
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
+
+
+def _orders_by_history(resolver: Resolver) -> bool:
+    """Whether *resolver* is one of ours with options bound
+    (``functools.partial(concurrent_resolver, ...)``) that can take the
+    connection's history and was not given one of its own."""
+    return (
+        _typeof(resolver) is partial
+        and resolver.func in (concurrent_resolver, basic_resolver)
+        and "history" not in resolver.keywords
+    )
+
+
+def _source_host(address: tuple[Any, ...], local: tuple[Any, ...] | None) -> str | None:
+    """The local address an attempt to *address* goes out from: the one it
+    is bound to, else the one the system would pick (the history's network
+    key, RFC 8305 §4)."""
+    if local is not None and local[0]:
+        return str(local[0])
+    family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+    source = find_source_address(family, address)
+    return None if source is None else str(source[0])
+
+
+def _record_outcomes(
+    history: ConnectionHistory,
+    attempts: _Attempts,
+    exceptions: list[BaseException | None],
+    winner_index: int | None,
+) -> None:
+    """Tell the history how each attempt went (see async_stagger.history)."""
+    for index, ((address, local), exc) in enumerate(
+        zip(attempts.addresses, exceptions, strict=False)
+    ):
+        if index == winner_index:
+            outcome = "connected"
+        elif isinstance(exc, OSError):
+            if local is not None and isinstance(exc.__cause__, OSError):
+                continue  # the local address could not be bound: not its fault
+            outcome = "failed"
+        elif winner_index is not None and index in attempts.outlived:
+            # Cancelled because another won after its delay ran out.
+            outcome = "no answer"
+        else:
+            continue  # cancelled early: nothing learned
+        source = attempts.sources.get(index, "")
+        if source == "":
+            source = _source_host(address, local)
+        if source is None:
+            continue
+        if outcome == "connected":
+            # TCP's connect time: with TLS, the handshake is not the RTT.
+            connected = attempts.connected_at.get(index)
+            if connected is not None:
+                rtt = connected - attempts.started.get(index, connected)
+                history.record_success(source, address[0], rtt)
+        elif outcome == "failed":
+            history.record_failure(source, address[0], "failed")
+        else:
+            history.record_failure(source, address[0], "no answer")
 
 
 class _TLSAttempts(_Attempts):
@@ -674,6 +842,7 @@ async def create_connected_sock(
     raise_exc_group: bool = False,
     trace: TraceCallback | None = None,
     nat64: Nat64Setting = True,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> socket.socket:
     """Connect to *host* and *port* with Happy Eyeballs; return the socket.
 
@@ -735,6 +904,14 @@ async def create_connected_sock(
             otherwise, e.g. in router advertisements, RFC 8781) uses those
             without a lookup. Passed to a custom *resolver* only when not
             ``True`` and its signature names it or takes ``**kwargs``.
+        history: The :class:`~async_stagger.history.ConnectionHistory` that
+            orders the addresses and times the attempts from what earlier
+            connections learned, and learns from this one (RFC 8305 §4,
+            §5): by default the process's shared one
+            (:func:`~async_stagger.history.shared_history`); ``None`` for
+            none. With *delay* and *happy_eyeballs_delay* left out, it may
+            choose each attempt's delay from measured round-trip times; a
+            delay given is used as given. IP literals are left out of it.
 
     Returns:
         A connected, non-blocking :class:`socket.socket` with ``TCP_NODELAY``
@@ -753,8 +930,8 @@ async def create_connected_sock(
             that does not take ``first_addr_family_count``.
 
     .. versionadded:: 1.0
-       the *trace* and *nat64* arguments; ``TCP_NODELAY`` is set on the
-       socket; the keywords of :meth:`asyncio.loop.create_connection` that
+       the *trace*, *nat64* and *history* arguments; ``TCP_NODELAY`` is set
+       on the socket; the keywords of :meth:`asyncio.loop.create_connection` that
        concern the TCP connection (*local_addr*, *happy_eyeballs_delay*,
        *interleave*, *all_errors*).
     """
@@ -766,7 +943,7 @@ async def create_connected_sock(
     sock: socket.socket = await _create_connection(
         loop, None, host, port, family, proto, flags, None, local_addrs,
         local_addr, chosen_delay, resolver, raise_exc_group or all_errors,
-        interleave, None, trace, nat64,
+        interleave, None, trace, nat64, False, history,
     )  # fmt: skip
     # What asyncio gives the sockets of its transports (which set it
     # themselves on the sockets create_connection hands them).
@@ -880,6 +1057,7 @@ async def create_connection(
     trace: TraceCallback | None = None,
     nat64: Nat64Setting = True,
     race_tls: bool = True,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :meth:`asyncio.loop.create_connection`.
@@ -922,6 +1100,7 @@ async def create_connection(
             *ssl_handshake_timeout*, and *protocol_factory* is called once,
             for the winner. False: the TCP race picks the winner and TLS
             runs on it alone, as asyncio does. No effect without *ssl*.
+        history: See :func:`create_connected_sock`.
 
     Returns:
         ``(transport, protocol)``, as :meth:`asyncio.loop.create_connection`.
@@ -947,7 +1126,7 @@ async def create_connection(
     .. versionadded:: 1.0
        every keyword of :meth:`asyncio.loop.create_connection` (*sock*,
        *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*,
-       *nat64*, and *race_tls*: TLS handshakes are part of the race.
+       *nat64*, *history*, and *race_tls*: TLS handshakes are part of the race.
     """
     if not callable(protocol_factory):
         raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
@@ -962,7 +1141,7 @@ async def create_connection(
     result = await _create_connection(
         running, protocol_factory, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls, history,
     )  # fmt: skip
     return result
 
@@ -986,6 +1165,7 @@ async def _create_connection(
     trace: TraceCallback | None,
     nat64: Nat64Setting = True,
     race_tls: bool = False,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> Any:
     """Race connection attempts to *host* and *port*. Without a
     *protocol_factory*, return the winning socket; with one, return the
@@ -1009,7 +1189,7 @@ async def _create_connection(
             return await _create_connection(
                 loop, protocol_factory, host, port, family, proto, flags, sock,
                 local_addrs, local_addr, delay, resolver, raise_exc_group,
-                first_addr_family_count, tls, None, nat64, race_tls,
+                first_addr_family_count, tls, None, nat64, race_tls, history,
             )  # fmt: skip
     if sock is not None:
         # No Happy Eyeballs to do: the loop takes the socket as it is.
@@ -1017,6 +1197,11 @@ async def _create_connection(
         if tls is None:
             return await loop.create_connection(protocol_factory, sock=sock)
         return await loop.create_connection(protocol_factory, sock=sock, **tls)
+    used_history: ConnectionHistory | None = None
+    if history is SHARED:
+        used_history = _history._shared
+    elif history is not None:
+        used_history = resolve_history_option(history)
     try:
         locals_: list[tuple[int, tuple[Any, ...]]] | None = None
         if local_addrs is not None or local_addr is not None:
@@ -1039,6 +1224,7 @@ async def _create_connection(
                     host, port, family, _SOCK_STREAM, proto, flags,
                     raise_exc_group=raise_exc_group,
                     nat64=nat64,
+                    history=used_history,
                 )  # fmt: skip
             else:
                 remote = _resolve_checked(
@@ -1049,6 +1235,7 @@ async def _create_connection(
                     # it, neither sorted nor interleaved.
                     sorter=_sort_addresses if first_addr_family_count else None,
                     nat64=nat64,
+                    history=used_history,
                 )  # fmt: skip
         else:
             # The keywords of the 0.4 resolver contract, and of the others
@@ -1063,6 +1250,8 @@ async def _create_connection(
                     options["raise_exc_group"] = True
                 if nat64 is not True and "nat64" in taken:
                     options["nat64"] = nat64
+            if used_history is not None and _orders_by_history(resolver):
+                options["history"] = used_history
             remote = resolver(
                 host,
                 port,
@@ -1079,10 +1268,25 @@ async def _create_connection(
             tls_race = TLSRace(loop, tls)
             attempts = _TLSAttempts(loop, remote, locals_, tls_race)
         winner: Any = None
+        delay_for = None
+        # An IP literal has one address: nothing to order or time, and not
+        # worth recording (it would cost every literal connection).
+        if _typeof(remote) is not _DirectAnswer:
+            if used_history is not None:
+                attempts._watch(used_history, delay)
+                if delay is defaults.CONNECTION_ATTEMPT_DELAY:
+                    # No delay was given (this very object is the default):
+                    # the history may time each attempt (RFC 8305 §5). A
+                    # delay the caller chose is used as given.
+                    delay_for = attempts.delay_after
+            elif tracing_active():
+                attempts._watch(None, delay)
         try:
-            winner, _, exceptions, source_exc = await _race_on_loop(
-                loop, attempts, delay
+            winner, winner_index, exceptions, source_exc = await _race_on_loop(
+                loop, attempts, delay, delay_for
             )
+            if attempts.history is not None:
+                _record_outcomes(attempts.history, attempts, exceptions, winner_index)
         finally:
             # The race closes its losers; this also catches a winner the race
             # dropped because we were cancelled just as it won. (In a TLS
@@ -1197,6 +1401,7 @@ async def open_connection(
     trace: TraceCallback | None = None,
     nat64: Nat64Setting = True,
     race_tls: bool = True,
+    history: ConnectionHistory | HistoryOption | None = SHARED,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to *host* and *port* with Happy Eyeballs; a drop-in for
     :func:`asyncio.open_connection`.
@@ -1227,6 +1432,7 @@ async def open_connection(
         nat64: See :func:`create_connected_sock`.
         race_tls: See :func:`create_connection`. In a TLS race, bytes the
             server sends right after its handshake reach the reader.
+        history: See :func:`create_connected_sock`.
 
     Returns:
         ``(reader, writer)``, as :func:`asyncio.open_connection`.
@@ -1260,7 +1466,7 @@ async def open_connection(
     transport, _ = await _create_connection(
         running, lambda: protocol, host, port, family, proto, flags, sock,
         local_addrs, local_addr, chosen_delay, resolver,
-        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls,
+        raise_exc_group or all_errors, interleave, tls, trace, nat64, race_tls, history,
     )  # fmt: skip
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer

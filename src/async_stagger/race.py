@@ -192,6 +192,7 @@ class _Race(Generic[T]):
         "asynchronous",
         "cancelled_inline",
         "delay",
+        "delay_for",
         "driver",
         "exceptions",
         "exhausted",
@@ -220,12 +221,16 @@ class _Race(Generic[T]):
         delay: float | None,
         source: Any,
         asynchronous: bool,
+        delay_for: Callable[[int], float] | None = None,
     ) -> None:
         # Slots, all set here: reading a slot is one of the cheapest things
         # Python does (a class-level default read through an instance is
         # not), and the race reads its state often.
         self.loop = loop
         self.delay = delay
+        # Chooses the delay after each attempt by its index, for callers that
+        # time attempts individually (connection history, RFC 8305 §5).
+        self.delay_for = delay_for
         self.source = source
         self.asynchronous = asynchronous
         # The tasks of attempts still running, by index (a finished attempt
@@ -358,7 +363,7 @@ class _Race(Generic[T]):
         self.next_due = False
         self.inline_task = me
         self.inline_running = True
-        delay = self.delay
+        delay = self.delay if self.delay_for is None else self.delay_for(0)
         if delay is not None:
             if delay == 0:
                 # Everything starts at once: later attempts must not wait
@@ -458,7 +463,7 @@ class _Race(Generic[T]):
         if timer is not None:
             timer.cancel()
             self.timer = None
-        delay = self.delay
+        delay = self.delay if self.delay_for is None else self.delay_for(index)
         if delay is not None:
             if delay > 0:
                 # The timer itself is armed only if the driver has to wait
@@ -691,9 +696,15 @@ def _race_on_loop(
     coro_fns: Iterable[Callable[[], Awaitable[T]]]
     | AsyncIterable[Callable[[], Awaitable[T]]],
     delay: float | None,
+    delay_for: Callable[[int], float] | None = None,
 ) -> Coroutine[Any, Any, RaceResult[T]]:
     """:func:`staggered_race` on *loop*, which must be the running loop:
     checks the arguments and returns the race's coroutine, to be awaited.
+
+    *delay_for*, when given, is called with each attempt's index as it
+    starts and returns the delay after it in place of *delay* (which still
+    decides the schedule's shape: ``0`` or ``None`` as usual). It must return
+    a finite number of seconds > 0, already checked.
 
     For callers that already hold the running loop: looking it up again is
     not free (on Python 3.11 it costs a ``getpid`` system call), and neither
@@ -715,5 +726,5 @@ def _race_on_loop(
                 "coro_fns must be an iterable or async iterable of callables,"
                 f" got {type(coro_fns).__name__}"
             ) from None
-    race: _Race[T] = _Race(loop, checked_delay, source, asynchronous)
+    race: _Race[T] = _Race(loop, checked_delay, source, asynchronous, delay_for)
     return race.run()

@@ -87,11 +87,13 @@ from ._tasks import wait_until_done
 from .address_order import (
     SOURCE_CACHE_SECONDS,
     AddrInfo,
+    explain_order,
     find_source_address,
     interleave,
     sort_addresses,
 )
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
+from .history import ConnectionHistory
 from .nat64 import Nat64Setting
 from .trace import emit, tracing_active
 
@@ -1042,6 +1044,28 @@ def _emit_direct_answer(host: Host, infos: list[AddrInfo]) -> None:
         )
 
 
+def _emit_order(
+    host: Host,
+    ordered: Sequence[AddrInfo],
+    sorter: SortAddresses | None,
+    history: ConnectionHistory | None,
+) -> None:
+    """Report the order the first attempts will follow, with the reason for
+    each position (for the tracer; only called when somebody traces)."""
+    if sorter is sort_addresses:
+        reasons = explain_order(ordered, history=history)
+    elif sorter is None:
+        reasons = ["getaddrinfo order (sorting off)"] * len(ordered)
+    else:
+        reasons = ["custom sort"] * len(ordered)
+    emit(
+        "order_decided",
+        host=_host_text(host),
+        addresses=tuple(info[4] for info in ordered),
+        reasons=tuple(reasons),
+    )
+
+
 def _identity(info: AddrInfo) -> tuple[Any, ...]:
     # The same address for the same socket type is a duplicate; the
     # canonical name does not matter.
@@ -1065,6 +1089,7 @@ def _order(
     already_yielded: Sequence[int] = (),
     *,
     system_sorted: bool = False,
+    history: ConnectionHistory | None = None,
 ) -> list[AddrInfo]:
     """Sort *infos* with *sorter* and interleave them by family.
 
@@ -1072,9 +1097,21 @@ def _order(
     ``getaddrinfo``, which orders each answer by RFC 6724 itself), a list
     of one family is left in the system's order: the RFC 6724 sort exists
     here for what the system never saw, the two families side by side.
+    A *history* that knows something reorders even one family's list
+    (RFC 8305 §4, see :mod:`async_stagger.history`).
     """
     if len(infos) <= 1 and not already_yielded:
         return list(infos)  # nothing to order (an IP literal, typically)
+    if (
+        history is not None
+        and sorter is sort_addresses
+        and first_addr_family_count
+        and len(history)
+    ):
+        infos = sort_addresses(infos, history=history)
+        return interleave(
+            infos, first_addr_family_count, already_yielded=already_yielded
+        )
     if system_sorted and sorter is sort_addresses:
         family = infos[0][0] if infos else None
         if all(info[0] == family for info in infos) and all(
@@ -1116,6 +1153,7 @@ def basic_resolver(
     getaddrinfo_async: GetaddrinfoAsync | None = None,
     sort: bool | SortAddresses = True,
     nat64: Nat64Setting = True,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     """Resolve with one lookup, then yield the addresses sorted and
     interleaved by family.
@@ -1156,6 +1194,9 @@ def basic_resolver(
             reach it through NAT64 (RFC 8305 §7): ``True`` discovers the
             network's prefix (RFC 7050), ``False`` never synthesizes, an
             iterable of prefixes (``["64:ff9b::/96"]``) uses those.
+        history: A :class:`~async_stagger.history.ConnectionHistory` whose
+            outcomes refine the RFC 6724 order (RFC 8305 §4), or ``None``.
+            Only with ``sort=True``.
 
     Returns:
         An async iterator with ``aclose`` of getaddrinfo 5-tuples
@@ -1176,7 +1217,8 @@ def basic_resolver(
 
     .. versionchanged:: 1.0
        Sorts by RFC 6724, answers literals directly, drops duplicates,
-       validates its arguments; new ``getaddrinfo_async`` and ``sort``.
+       validates its arguments; new ``getaddrinfo_async``, ``sort`` and
+       ``history``.
 
     .. versionadded:: 1.0
        *nat64*: IPv4 through NAT64 on IPv6-only networks.
@@ -1203,7 +1245,14 @@ def basic_resolver(
         getaddrinfo_async or shared_getaddrinfo,
         sorter,
         setting,
+        _checked_history(history),
     )
+
+
+def _checked_history(history: object) -> ConnectionHistory | None:
+    if history is None or isinstance(history, ConnectionHistory):
+        return history
+    raise TypeError(f"history must be a ConnectionHistory or None, got {history!r}")
 
 
 async def _basic(
@@ -1217,6 +1266,7 @@ async def _basic(
     getaddrinfo_async: GetaddrinfoAsync,
     sorter: SortAddresses | None,
     nat64: bool | tuple[Any, ...] = True,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     infos = await _lookup(getaddrinfo_async, host, port, family, type, proto, flags)
     system_sorted = getaddrinfo_async is shared_getaddrinfo
@@ -1228,9 +1278,12 @@ async def _basic(
         sorter,
         first_addr_family_count,
         system_sorted=system_sorted,
+        history=history,
     )
     if not ordered:
         raise _no_addresses(host)
+    if tracing_active():
+        _emit_order(host, ordered, sorter, history)
     for info in ordered:
         yield info
 
@@ -1252,6 +1305,7 @@ def concurrent_resolver(
     getaddrinfo_async: GetaddrinfoAsync | None = None,
     sort: bool | SortAddresses = True,
     nat64: Nat64Setting = True,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     """Resolve IPv6 and IPv4 concurrently and yield addresses as soon as
     RFC 8305 §3 allows (the default resolver).
@@ -1303,6 +1357,9 @@ def concurrent_resolver(
             synthesizes, an iterable of prefixes (``["64:ff9b::/96"]``, say
             from router advertisements, RFC 8781) uses those. See
             :mod:`async_stagger.nat64`.
+        history: A :class:`~async_stagger.history.ConnectionHistory` whose
+            outcomes refine the RFC 6724 order (RFC 8305 §4), or ``None``.
+            Only with ``sort=True``.
 
     Returns:
         An async iterator with ``aclose`` of getaddrinfo 5-tuples
@@ -1325,7 +1382,8 @@ def concurrent_resolver(
     .. versionchanged:: 1.0
        Waits for IPv6 only for the resolution delay, merges late answers,
        sorts by RFC 6724, answers literals directly, drops duplicates,
-       validates its arguments; new ``getaddrinfo_async`` and ``sort``.
+       validates its arguments; new ``getaddrinfo_async``, ``sort`` and
+       ``history``.
 
     .. versionadded:: 1.0
        *nat64*: IPv4 through NAT64 on IPv6-only networks.
@@ -1347,6 +1405,7 @@ def concurrent_resolver(
         and getaddrinfo_async is None
         and sort is True
         and nat64 is True
+        and history is None
     ):
         delay: float = resolution_delay
         count: int = first_addr_family_count
@@ -1359,9 +1418,10 @@ def concurrent_resolver(
         )  # fmt: skip
         delay = _check_resolution_delay(resolution_delay)
         setting = _nat64.check_setting(nat64)
+        history = _checked_history(history)
     return _resolve_checked(
         host, port, family, type, proto, flags, delay, count, raise_exc_group,
-        getaddrinfo_async, sorter, setting,
+        getaddrinfo_async, sorter, setting, history,
     )  # fmt: skip
 
 
@@ -1378,6 +1438,7 @@ def _resolve_checked(
     getaddrinfo_async: GetaddrinfoAsync | None = None,
     sorter: SortAddresses | None = sort_addresses,
     nat64: bool | tuple[Any, ...] = True,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     """:func:`concurrent_resolver` for arguments already checked (the
     connection functions check theirs before anything else): the same
@@ -1392,7 +1453,7 @@ def _resolve_checked(
         lookup = getaddrinfo_async or shared_getaddrinfo
         return _basic(
             host, port, family, type, proto, flags, first_addr_family_count,
-            lookup, sorter,
+            lookup, sorter, history=history,
         )  # fmt: skip
     return _concurrent(
         host,
@@ -1406,6 +1467,7 @@ def _resolve_checked(
         getaddrinfo_async,
         sorter,
         nat64,
+        history,
     )
 
 
@@ -1443,6 +1505,7 @@ async def _concurrent(
     getaddrinfo_async: GetaddrinfoAsync | None,
     sorter: SortAddresses | None,
     nat64: bool | tuple[Any, ...] = True,
+    history: ConnectionHistory | None = None,
 ) -> AsyncIterator[AddrInfo]:
     loop = asyncio.get_running_loop()
     wake: asyncio.Future[None] | None = None
@@ -1467,6 +1530,7 @@ async def _concurrent(
     ipv6 = _FamilyLookup(socket.AF_INET6, host, notify)
     ipv4 = _FamilyLookup(socket.AF_INET, host, notify)
     lookups = (ipv6, ipv4)
+    started_at = loop.time()
     try:
         if tracing_active():
             for lookup in lookups:
@@ -1485,6 +1549,13 @@ async def _concurrent(
                     ipv4_answered_at = loop.time()
                 remaining = ipv4_answered_at + resolution_delay - loop.time()
                 if remaining <= 0:
+                    if tracing_active():
+                        emit(
+                            "resolution_delay_expired",
+                            host=_host_text(host),
+                            family=socket.AF_INET6,
+                            delay=resolution_delay,
+                        )
                     break  # RFC 8305 §3: stop waiting for AAAA
                 await wait(remaining if math.isfinite(remaining) else None)
             else:
@@ -1521,7 +1592,10 @@ async def _concurrent(
                     first_addr_family_count,
                     handed_out,
                     system_sorted=system_sorted,
+                    history=history,
                 )
+                if not handed_out and tail and tracing_active():
+                    _emit_order(host, tail, sorter, history)
                 # Handed out from the front: reversed, each pop is cheap.
                 tail.reverse()
                 if not unmerged:
@@ -1548,6 +1622,15 @@ async def _concurrent(
     finally:
         # Closed early (the race was won), cancelled, or done: no lookup may
         # outlive the iterator, and none may leave an exception unretrieved.
+        if tracing_active():
+            for lookup in lookups:
+                if not lookup.finished and lookup._shared is not None:
+                    emit(
+                        "resolution_abandoned",
+                        host=_host_text(host),
+                        family=lookup.family,
+                        delay=loop.time() - started_at,
+                    )
         stopping = [lookup.abandon() for lookup in lookups]
         running = [future for future in stopping if future is not None]
         for future in running:

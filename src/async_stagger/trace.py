@@ -65,6 +65,20 @@ LOGGER: logging.Logger = logging.getLogger("async_stagger")
 #: - ``"attempt_succeeded"``: attempt ``index`` completed the TCP handshake
 #:   (and, with ``ssl=``, its TLS handshake) and won the race.
 #: - ``"connection_failed"``: the whole call failed with ``error``.
+#: - ``"resolution_delay_expired"``: the IPv4 answer came first and the IPv6
+#:   lookup did not answer within the Resolution Delay (``delay``): the race
+#:   goes on without IPv6 for now (RFC 8305 §3).
+#: - ``"resolution_abandoned"``: the ``family`` lookup was still unanswered
+#:   after ``delay`` seconds when the connection no longer needed it.
+#: - ``"order_decided"``: the ``addresses`` will be tried in this order, each
+#:   for the matching entry of ``reasons``; reported once, before the first
+#:   attempt (addresses of a late answer join the tail later).
+#: - ``"attempt_delay_expired"``: attempt ``index`` got no answer within its
+#:   attempt delay (``delay``); the next attempt starts while it goes on.
+#: - ``"attempt_delay_from_history"``: the attempt delay after attempt
+#:   ``index`` is ``delay``, computed from its address's measured RTT.
+#: - ``"address_skipped"``: ``address`` was not tried: no local address of
+#:   its family to connect from (``error`` says so).
 EventKind = Literal[
     "resolution_started",
     "resolution_answered",
@@ -78,6 +92,12 @@ EventKind = Literal[
     "tls_succeeded",
     "tls_failed",
     "connection_failed",
+    "resolution_delay_expired",
+    "resolution_abandoned",
+    "order_decided",
+    "attempt_delay_expired",
+    "attempt_delay_from_history",
+    "address_skipped",
 ]
 
 
@@ -102,9 +122,13 @@ class TraceEvent:
             (``"64:ff9b::/96"``).
         nat64_origin: Where that prefix came from: ``"ipv4only.arpa"``
             (discovered, RFC 7050) or ``"nat64="`` (given).
+        delay: Seconds: the delay that expired, or how long a lookup had
+            been waiting, or a computed attempt delay.
+        reasons: For ``"order_decided"``: why each address is where it is.
 
     .. versionadded:: 1.0
-       the ``nat64_synthesized`` event and its three fields.
+       the ``nat64_synthesized`` event and its three fields; the ``delay``
+       and ``reasons`` fields, and the events that use them.
     """
 
     kind: EventKind
@@ -119,6 +143,8 @@ class TraceEvent:
     synthesized_from: tuple[Any, ...] | None = None
     nat64_prefix: str | None = None
     nat64_origin: str | None = None
+    delay: float | None = None
+    reasons: tuple[str, ...] | None = None
 
 
 #: The signature of a trace callback. It is called synchronously, in the event

@@ -1,0 +1,378 @@
+"""What earlier connections learned about each address, per network.
+
+A program that connects to the same host again and again would otherwise pay
+for a broken path every time: a blackholed IPv6 address costs a full
+Connection Attempt Delay (250 ms) on every connection. RFC 8305 lets a
+stateful client do better, and Happy Eyeballs v3 asks it to:
+
+* **Order** (RFC 8305 §4): "if the client is stateful and has a history of
+  expected round-trip times", a rule between RFC 6724 rules 8 and 9 prefers
+  addresses with lower RTTs, and a rule after it prefers addresses used
+  before. An address whose latest attempt failed, or never answered, counts
+  as "known to be unreachable" under RFC 6724 rule 1 (whose discussion
+  names remembered reachability information as one way to know): it goes
+  after every address not known to be broken, of either family. That is
+  what spares the next connection the broken path.
+* **Delay** (RFC 8305 §5): the Connection Attempt Delay after an attempt to
+  an address with measured RTTs is what TCP would wait before retransmitting
+  its SYN (RFC 6298: SRTT + 4 × RTTVAR), clamped to the Minimum and Maximum
+  Connection Attempt Delay (100 ms, 2 s) and never below 10 ms (the MUST of
+  §5). A delay the caller passes is used as given.
+
+What keeps history from doing harm
+----------------------------------
+* It only reorders and times; it never removes an address. A wrong entry (a
+  path that has recovered, a server that moved) costs at most one Connection
+  Attempt Delay, never a failed connection, and the next outcome corrects
+  it; so clients with different histories converge on the same behaviour
+  (v3: MUST).
+* It is partitioned by network (RFC 8305 §4: history "MUST NOT be used
+  across different network interfaces"; v3: provisioning domains): every
+  entry is keyed by the local source address the system would use for the
+  destination, so on another network, or with a new source address, nothing
+  learned elsewhere applies.
+* Entries expire (:data:`~async_stagger.defaults.HISTORY_LIFETIME`, 10
+  minutes: the interval after which RFC 6555 §4.2 retries a family that
+  failed) and the table is bounded
+  (:data:`~async_stagger.defaults.HISTORY_SIZE` entries, least recently
+  used dropped first).
+
+What is left out: host names are not recorded (addresses are what the rules
+compare), nor anything about TLS, and nothing is written to disk.
+
+One history is shared by the whole process (:func:`shared_history`); the
+connection functions use it unless given ``history=None`` or a history of
+their own. It is safe to use from several event loops and threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Final, Literal, NamedTuple, TypeAlias
+
+from . import defaults
+
+__all__ = [
+    "SHARED",
+    "ConnectionHistory",
+    "HistoryEntry",
+    "HistoryKey",
+    "HistoryOption",
+    "attempt_delay_for_rtt",
+    "set_shared_history",
+    "shared_history",
+]
+
+#: ``(local source address, remote address)``: the network an entry belongs
+#: to, and the destination it describes, both as numeric host strings.
+HistoryKey: TypeAlias = tuple[str, str]
+
+#: What an attempt that did not connect did: refused or otherwise failed, or
+#: never answered within its attempt delay (the typical blackhole).
+FailureKind: TypeAlias = Literal["failed", "no answer"]
+
+
+class HistoryEntry(NamedTuple):
+    """What is known about one destination on one network (times are the
+    history's clock, seconds)."""
+
+    #: Smoothed connect round-trip time in seconds (RFC 6298 SRTT), or
+    #: ``None`` when no attempt to it has connected.
+    rtt: float | None
+    #: RFC 6298 RTTVAR, in seconds.
+    rtt_variation: float
+    #: When an attempt to it last connected, or ``None``.
+    used_at: float | None
+    #: When an attempt to it last failed or went unanswered, or ``None``.
+    failed_at: float | None
+    #: How the latest failure went: ``"failed"`` or ``"no answer"``, or
+    #: ``None``.
+    failure: FailureKind | None
+    #: When the entry last changed; it expires ``lifetime`` seconds later.
+    updated_at: float
+
+    @property
+    def reachable(self) -> bool:
+        """False when the latest outcome was a failure or no answer."""
+        failed_at = self.failed_at
+        return failed_at is None or (
+            self.used_at is not None and self.used_at >= failed_at
+        )
+
+
+def attempt_delay_for_rtt(rtt: float, rtt_variation: float = 0.0) -> float:
+    """The Connection Attempt Delay after an attempt whose connect RTT is
+    known (RFC 8305 §5).
+
+    Args:
+        rtt: The smoothed round-trip time, in seconds.
+        rtt_variation: Its variation (RFC 6298 RTTVAR), in seconds.
+
+    Returns:
+        When TCP would retransmit its SYN (SRTT + 4 × RTTVAR), clamped to
+        [:data:`~async_stagger.defaults.MINIMUM_CONNECTION_ATTEMPT_DELAY`,
+        :data:`~async_stagger.defaults.MAXIMUM_CONNECTION_ATTEMPT_DELAY`]
+        and never below
+        :data:`~async_stagger.defaults.CONNECTION_ATTEMPT_DELAY_FLOOR`.
+    """
+    delay = rtt + 4 * rtt_variation
+    if not math.isfinite(delay):
+        return defaults.MAXIMUM_CONNECTION_ATTEMPT_DELAY
+    delay = min(
+        max(delay, defaults.MINIMUM_CONNECTION_ATTEMPT_DELAY),
+        defaults.MAXIMUM_CONNECTION_ATTEMPT_DELAY,
+    )
+    # RFC 8305 §5 MUST: whatever the configured bounds, never closer than this.
+    return max(delay, defaults.CONNECTION_ATTEMPT_DELAY_FLOOR)
+
+
+class ConnectionHistory:
+    """A bounded, expiring table of connection outcomes per network and
+    destination; safe to share between threads and event loops.
+
+    Args:
+        lifetime: Seconds an entry is kept after it last changed.
+        max_entries: How many entries are kept; the least recently used
+            are dropped first.
+        clock: The clock for expiry (seconds, monotonic); tests pass their
+            own.
+
+    Raises:
+        ValueError: *lifetime* is not positive or *max_entries* below 1.
+
+    .. versionadded:: 1.0
+    """
+
+    def __init__(
+        self,
+        *,
+        lifetime: float = defaults.HISTORY_LIFETIME,
+        max_entries: int = defaults.HISTORY_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not (isinstance(lifetime, int | float) and lifetime > 0):
+            raise ValueError(f"lifetime must be a positive number, got {lifetime!r}")
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
+            raise TypeError(f"max_entries must be an int, got {max_entries!r}")
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        self.lifetime = float(lifetime)
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: OrderedDict[HistoryKey, HistoryEntry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many entries are held (expired ones included until looked at)."""
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<ConnectionHistory {len(self._entries)} entries>"
+
+    # -- reading ---------------------------------------------------------------
+
+    def lookup(self, source: str, destination: str) -> HistoryEntry | None:
+        """The entry for *destination* as reached from *source*, if any.
+
+        Args:
+            source: The local source address (numeric host).
+            destination: The remote address (numeric host).
+
+        Returns:
+            The entry, or ``None`` when there is none or it has expired.
+        """
+        entries = self._entries
+        if not entries:
+            return None  # the common case on a fresh process
+        key = (source, destination)
+        # Reads take no lock: a dict lookup and moving a key to the end are
+        # single steps under the GIL, and an entry is never changed in
+        # place (updates replace it). Only removal is locked.
+        entry = entries.get(key)
+        if entry is None:
+            return None
+        if self.clock() - entry.updated_at > self.lifetime:
+            with self._lock:
+                if entries.get(key) is entry:
+                    del entries[key]
+            return None
+        # KeyError: dropped by another thread meanwhile; the entry stands.
+        with contextlib.suppress(KeyError):
+            entries.move_to_end(key)
+        return entry
+
+    def attempt_delay(self, source: str, destination: str) -> float | None:
+        """The Connection Attempt Delay after starting an attempt to
+        *destination* from *source*, from its measured RTT.
+
+        Returns:
+            The delay in seconds (see :func:`attempt_delay_for_rtt`), or
+            ``None`` when no RTT is known.
+        """
+        entry = self.lookup(source, destination)
+        if entry is None or entry.rtt is None:
+            return None
+        return attempt_delay_for_rtt(entry.rtt, entry.rtt_variation)
+
+    def entries(self) -> list[tuple[HistoryKey, HistoryEntry]]:
+        """Every entry that has not expired, least recently used first.
+
+        Returns:
+            A new list of ``((source, destination), entry)`` pairs.
+        """
+        now = self.clock()
+        with self._lock:
+            live = [
+                (key, entry)
+                for key, entry in self._entries.items()
+                if now - entry.updated_at <= self.lifetime
+            ]
+        return live
+
+    # -- writing ---------------------------------------------------------------
+
+    def record_success(self, source: str, destination: str, rtt: float) -> None:
+        """An attempt to *destination* from *source* connected after *rtt*
+        seconds: fold the sample into the smoothed RTT (RFC 6298 §2).
+
+        Args:
+            source: The local source address (numeric host).
+            destination: The remote address (numeric host).
+            rtt: Seconds from the attempt's start to its connection.
+        """
+        rtt = max(0.0, rtt)
+        now = self.clock()
+        key = (source, destination)
+        with self._lock:
+            old = self._entries.get(key)
+            if old is None or old.rtt is None or now - old.updated_at > self.lifetime:
+                # RFC 6298 §2.2: the first sample.
+                srtt, rttvar = rtt, rtt / 2
+            else:
+                # RFC 6298 §2.3, with its alpha = 1/8 and beta = 1/4.
+                rttvar = 0.75 * old.rtt_variation + 0.25 * abs(old.rtt - rtt)
+                srtt = 0.875 * old.rtt + 0.125 * rtt
+            failed_at = None if old is None else old.failed_at
+            failure = None if old is None else old.failure
+            self._store(key, HistoryEntry(srtt, rttvar, now, failed_at, failure, now))
+
+    def record_failure(
+        self, source: str, destination: str, failure: FailureKind = "failed"
+    ) -> None:
+        """An attempt to *destination* from *source* failed, or got no
+        answer within its attempt delay.
+
+        Args:
+            source: The local source address (numeric host).
+            destination: The remote address (numeric host).
+            failure: ``"failed"`` or ``"no answer"``.
+        """
+        now = self.clock()
+        key = (source, destination)
+        with self._lock:
+            old = self._entries.get(key)
+            if old is None or now - old.updated_at > self.lifetime:
+                entry = HistoryEntry(None, 0.0, None, now, failure, now)
+            else:
+                entry = HistoryEntry(
+                    old.rtt, old.rtt_variation, old.used_at, now, failure, now
+                )
+            self._store(key, entry)
+
+    def _store(self, key: HistoryKey, entry: HistoryEntry) -> None:
+        entries = self._entries
+        entries[key] = entry
+        entries.move_to_end(key)
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
+
+    def forget(self, source: str | None = None) -> None:
+        """Drop the entries learned from *source* (a network left), or every
+        entry when *source* is ``None``.
+
+        Args:
+            source: A local source address, or ``None`` for all.
+        """
+        with self._lock:
+            if source is None:
+                self._entries.clear()
+                return
+            for key in [key for key in self._entries if key[0] == source]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self.forget(None)
+
+
+class HistoryOption(enum.Enum):
+    """The marker for "the process's shared history" (the default of the
+    connection functions' ``history`` argument)."""
+
+    SHARED = "shared"
+
+    def __repr__(self) -> str:
+        return "SHARED"
+
+
+#: The default of ``history=``: use :func:`shared_history`.
+SHARED: Final = HistoryOption.SHARED
+
+_shared = ConnectionHistory()
+_shared_lock = threading.Lock()
+
+
+def shared_history() -> ConnectionHistory:
+    """The history the connection functions use by default.
+
+    Returns:
+        The process's shared :class:`ConnectionHistory`.
+
+    .. versionadded:: 1.0
+    """
+    return _shared
+
+
+def set_shared_history(history: ConnectionHistory) -> ConnectionHistory:
+    """Make *history* the one the connection functions use by default.
+
+    Args:
+        history: The new shared history.
+
+    Returns:
+        The history it replaces.
+
+    Raises:
+        TypeError: *history* is not a :class:`ConnectionHistory`.
+
+    .. versionadded:: 1.0
+    """
+    global _shared
+    if not isinstance(history, ConnectionHistory):
+        raise TypeError(f"history must be a ConnectionHistory, got {history!r}")
+    with _shared_lock:
+        previous, _shared = _shared, history
+    return previous
+
+
+def resolve_history_option(
+    history: ConnectionHistory | HistoryOption | None,
+) -> ConnectionHistory | None:
+    """The history a connection uses for its ``history`` argument.
+
+    Raises:
+        TypeError: *history* is neither a history, ``SHARED`` nor ``None``.
+    """
+    if history is SHARED:
+        return _shared
+    if history is None or isinstance(history, ConnectionHistory):
+        return history
+    raise TypeError(
+        f"history must be a ConnectionHistory, SHARED or None, got {history!r}"
+    )
