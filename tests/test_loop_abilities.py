@@ -1,0 +1,77 @@
+"""What each event loop is trusted to do: one answer for the race, the
+resolvers and the connection functions alike."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+
+from async_stagger._loop_abilities import (
+    connects_directly,
+    has_stock_getaddrinfo,
+    start_task,
+    starts_tasks_eagerly,
+)
+
+
+async def _first_step(steps: list[str]) -> None:
+    steps.append("ran")
+
+
+async def test_an_eager_start_runs_the_first_step_at_once() -> None:
+    loop = asyncio.get_running_loop()
+    steps: list[str] = []
+    task = start_task(loop, _first_step(steps))
+    # Started eagerly, the coroutine's first step has run already; else it
+    # runs later, unless the loop's own task factory is eager itself.
+    if starts_tasks_eagerly(loop):
+        assert steps == ["ran"]
+    elif loop.get_task_factory() is None:
+        assert steps == []
+    await task
+    assert steps == ["ran"]
+
+
+async def test_eager_start_needs_python_3_12_and_no_task_factory() -> None:
+    loop = asyncio.get_running_loop()
+    expected = sys.version_info >= (3, 12) and loop.get_task_factory() is None
+    assert starts_tasks_eagerly(loop) is expected
+
+
+def test_a_loop_class_with_its_own_create_task_gets_its_way() -> None:
+    created: list[Any] = []
+
+    class OwnTasks(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **options: Any) -> Any:
+            created.append(coro)
+            return super().create_task(coro, **options)
+
+    loop = OwnTasks()
+    try:
+        assert not starts_tasks_eagerly(loop)
+
+        async def main() -> None:
+            await start_task(loop, _first_step([]))
+
+        loop.run_until_complete(main())
+        assert len(created) == 2  # main, then the task started for it
+    finally:
+        loop.close()
+
+
+async def test_a_getaddrinfo_put_on_the_loop_is_used_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    assert has_stock_getaddrinfo(loop)
+
+    async def getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    assert not has_stock_getaddrinfo(loop)
+    # The class's own answer is unchanged for the next loop of the class.
+    assert connects_directly(loop)
