@@ -63,6 +63,7 @@ from ._plan import (
     check_local_addr,
     check_loop,
     check_sock,
+    new_plan,
     not_an_int,
     tls_keywords,
 )
@@ -512,11 +513,11 @@ def _plan(
         check_sock(sock, host=host, port=port)
         if nat64 is not True:
             nat64 = check_setting(nat64)
-        return ConnectionPlan(
+        return new_plan((
             running, host, port, family, proto, flags, sock, None, None, 0.0,
             True, resolver, None, raise_exc_group, tls, race_tls, trace,
             nat64, history,
-        )  # fmt: skip
+        ))  # fmt: skip
     if host is None and port is None and not returns_socket:
         raise ValueError("host and port was not specified and no sock specified")
     check_host(host, allow_empty=False)
@@ -541,11 +542,11 @@ def _plan(
         check_local_addr(local_addr)
     if nat64 is not True:
         nat64 = check_setting(nat64)
-    return ConnectionPlan(
+    return new_plan((
         running, host, port, family, proto, flags, None, local_addr, local_addrs,
         chosen_delay, delay_given, resolver, interleave, raise_exc_group, tls,
         race_tls, trace, nat64, history,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | None:
