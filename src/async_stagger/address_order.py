@@ -65,6 +65,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ._types import AddrInfo
+
 if TYPE_CHECKING:
     from .history import ConnectionHistory
 
@@ -82,10 +84,6 @@ __all__ = [
     "sort_addresses",
 ]
 
-#: A getaddrinfo 5-tuple: ``(family, type, proto, canonname, sockaddr)``.
-AddrInfo: TypeAlias = tuple[
-    socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]
-]
 
 #: ``(family, destination sockaddr) -> source sockaddr or None`` (unusable).
 SourceAddressLookup: TypeAlias = Callable[

@@ -93,10 +93,9 @@ __all__ = [
     "open_connection",
 ]
 
-#: A ``getaddrinfo`` result: ``(family, type, proto, canonname, sockaddr)``.
-AddrInfo: TypeAlias = tuple[
-    socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]
-]
+# AddrInfo (a ``getaddrinfo`` result), Host and Port, defined once for all
+# modules; importable from here as in 0.4.
+from ._types import AddrInfo, Host, Port
 
 #: A resolver: called as ``resolver(host, port, *, family, type, proto,
 #: flags)`` (plus ``first_addr_family_count`` and ``raise_exc_group`` when
@@ -104,10 +103,6 @@ AddrInfo: TypeAlias = tuple[
 #: iterator of :data:`AddrInfo`.
 Resolver: TypeAlias = Callable[..., AsyncIterator[AddrInfo]]
 
-#: Host names as asyncio takes them.
-Host: TypeAlias = str | bytes | None
-#: Ports as asyncio takes them: a number, a numeric string or a service name.
-Port: TypeAlias = str | bytes | int | None
 #: The ``ssl`` argument of :meth:`asyncio.loop.create_connection`.
 SSLArg: TypeAlias = _ssl.SSLContext | bool | None
 #: Already-resolved local socket addresses, e.g. ``("192.0.2.1", 0)``.
