@@ -123,6 +123,13 @@ def type_name(value: object) -> str:
 
 
 def check_first_addr_family_count(count: object) -> int:
+    """Validate an RFC 8305 §4 First Address Family Count: an int of at
+    least 1 (the one check of it, for the resolvers and the ordering).
+
+    Raises:
+        TypeError: *count* is not an int.
+        ValueError: *count* is below 1.
+    """
     if isinstance(count, bool) or not isinstance(count, int):
         raise TypeError(
             "first_addr_family_count must be an int,"
@@ -136,3 +143,34 @@ def check_first_addr_family_count(count: object) -> int:
 def check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {value!r}")
+
+
+def check_delay(name: str, value: object) -> float | None:
+    """Validate a Connection Attempt Delay (RFC 8305 §5): a non-negative
+    number of seconds, or ``None`` for "no staggering"; the one delay check
+    of the race and the preresolved connections.
+
+    Raises:
+        TypeError: *value* is not a number or None.
+        ValueError: *value* is negative or NaN.
+    """
+    return check_seconds(name, value, allow_none=True)
+
+
+def check_interleave(value: object) -> int | None:
+    """Validate an ``interleave`` (asyncio's First Address Family Count,
+    where 0 means "keep the order as it is"): an int of at least 0, or None.
+
+    Raises:
+        TypeError: *value* is not an int or None.
+        ValueError: *value* is negative.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"interleave must be an int or None, got {type_name(value)} {value!r}"
+        )
+    if value < 0:
+        raise ValueError(f"interleave must be at least 0, got {value!r}")
+    return value

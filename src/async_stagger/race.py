@@ -94,7 +94,7 @@ from operator import length_hint
 from types import CoroutineType
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from ._checks import check_seconds
+from ._checks import check_delay
 from ._tasks import wait_until_done
 
 __all__ = ["AttemptFactory", "RaceResult", "staggered_race"]
@@ -154,7 +154,7 @@ def _drop_own_frame(exc: BaseException) -> None:
 
 def _check_delay(delay: float | None) -> float | None:
     """Validate the delay; infinity means the same as ``None``."""
-    seconds = check_seconds("delay", delay, allow_none=True)
+    seconds = check_delay("delay", delay)
     if seconds is not None and math.isinf(seconds):
         return None
     return seconds
