@@ -17,9 +17,7 @@ on the same loop still works. Each example gets a fresh loop of the flavour
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import os
 import socket
 import ssl
 import time
@@ -107,15 +105,9 @@ def open_sockets(lab: Lab) -> int:
     """Sockets this process holds that are not the lab's (its listeners and
     its servers' side of each connection, which a server thread closes when
     it notices the client went away). Cheaper than
-    ``test_connection.open_fds``, which reads the kernel's TCP tables."""
-    with lab._lock:
-        labs = {sock.fileno() for sock in lab._sockets}
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # closed while we looked
-            if int(fd) not in labs:
-                count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:[")
-    return count
+    ``test_connection.open_fds``, which reads the kernel's TCP tables, and
+    exact while the lab's threads accept and close their sockets."""
+    return len(lab.other_sockets())
 
 
 async def assert_sockets_back_to(lab: Lab, before: int) -> None:
@@ -123,9 +115,11 @@ async def assert_sockets_back_to(lab: Lab, before: int) -> None:
     generous moment (transports close their socket a loop pass after being
     told to; a leaked socket never closes)."""
     deadline = time.monotonic() + 2
-    while open_sockets(lab) != before and time.monotonic() < deadline:
+    count = open_sockets(lab)
+    while count != before and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
-    assert open_sockets(lab) == before
+        count = open_sockets(lab)
+    assert count == before, lab.other_sockets()
 
 
 def registered_fds(loop: asyncio.AbstractEventLoop) -> set[int] | None:

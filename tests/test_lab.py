@@ -338,6 +338,28 @@ def test_closing_the_lab_stops_every_server_and_closes_every_socket() -> None:
         lab.working()
 
 
+def test_other_sockets_never_counts_a_lab_socket_its_threads_open_or_close(
+    lab: Lab,
+) -> None:
+    # Each client connects and goes away at once: the server threads accept
+    # its connection, notice the end and close their side while we count,
+    # again and again. A plain TCP client of the TLS endpoint ends its
+    # handshake, so the socket the lab wraps for TLS is counted too.
+    host = lab.ipv4_address()
+    endpoints = [lab.working(host), lab.working(host, tls=True), lab.hung_tls(host)]
+    before = lab.other_sockets()
+    miscounts = []
+    for _ in range(50):
+        for endpoint in endpoints:
+            socket.create_connection(endpoint.sockaddr).close()
+            for _ in range(25):
+                census = lab.other_sockets()
+                if census != before:
+                    miscounts.append(census)
+    assert miscounts == [], f"counted besides {before}"
+    assert lab.errors == []
+
+
 # -- the scripted getaddrinfo -----------------------------------------------------
 
 

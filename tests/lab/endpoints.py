@@ -172,19 +172,58 @@ class Lab:
 
     # -- bookkeeping ------------------------------------------------------
 
-    def _keep(self, sock: socket.socket) -> socket.socket:
+    # Every socket of the lab is opened (or accepted) and registered in one
+    # step, and unregistered and closed in one step, under the lock
+    # other_sockets() holds: its census never sees a lab socket that is open
+    # but not (or no longer) registered.
+
+    def _open(self, family: socket.AddressFamily) -> socket.socket:
         with self._lock:
             if self._closed:
-                sock.close()
                 raise _Stopped
+            sock = socket.socket(family, socket.SOCK_STREAM)
             self._sockets.append(sock)
         return sock
+
+    def _accept(self, listener: socket.socket) -> socket.socket:
+        with self._lock:
+            if self._closed:
+                raise _Stopped
+            conn, _ = listener.accept()
+            self._sockets.append(conn)
+        return conn
 
     def _forget(self, sock: socket.socket) -> None:
         with self._lock:
             if sock in self._sockets:
                 self._sockets.remove(sock)
-        sock.close()
+            sock.close()
+
+    def other_sockets(self) -> dict[int, str]:
+        """The sockets this process holds that are not the lab's: every
+        descriptor of a socket except the lab's listeners, fillers and
+        server-side connections.
+
+        Exact at every moment, even while the server threads accept and
+        close connections: they cannot open or close a socket while the
+        census is taken.
+
+        Returns:
+            Descriptor -> its ``/proc/self/fd`` link (``socket:[inode]``).
+        """
+        found = {}
+        with self._lock:
+            labs = {sock.fileno() for sock in self._sockets}
+            for fd in map(int, os.listdir("/proc/self/fd")):
+                if fd in labs:
+                    continue
+                try:
+                    link = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:  # the listing's own descriptor, closed since
+                    continue
+                if link.startswith("socket:["):
+                    found[fd] = link
+        return found
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         def run() -> None:
@@ -243,9 +282,9 @@ class Lab:
         for thread in threads:
             thread.join(timeout=10)
         with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            sock.close()
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
         os.close(self._stop_r)
         os.close(self._stop_w)
         alive = [t.name for t in threads if t.is_alive()]
@@ -295,7 +334,7 @@ class Lab:
         family = _family_of(host)
         if port is not None and not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {port!r}")
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = self._open(family)
         try:
             if reuse:
                 # Lets a listener reuse a port whose earlier connections sit in
@@ -303,9 +342,9 @@ class Lab:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(_sockaddr(family, host, port or 0))
         except BaseException:
-            sock.close()
+            self._forget(sock)
             raise
-        return self._keep(sock)
+        return sock
 
     @staticmethod
     def _endpoint(sock: socket.socket) -> Endpoint:
@@ -554,7 +593,7 @@ class Lab:
         sock.listen(0)
         family = socket.AddressFamily(sock.family)
         address = sock.getsockname()
-        filler = self._keep(socket.socket(family, socket.SOCK_STREAM))
+        filler = self._open(family)
         filler.settimeout(5)
         filler.connect(address)
         if self._connects_within(family, address, BLACKHOLE_PROBE_SECONDS):
@@ -588,14 +627,13 @@ class Lab:
         while True:
             self._wait(sock)
             try:
-                conn, _ = sock.accept()
+                conn = self._accept(sock)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
                 # The lab closed the listener under us (only at shutdown).
                 raise _Stopped from None
             conn.setblocking(False)
-            self._keep(conn)
             # Answer at once, like a real server's small replies would.
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -610,12 +648,15 @@ class Lab:
     def _tls_accept(
         self, conn: socket.socket, context: ssl.SSLContext
     ) -> socket.socket:
-        tls = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-        # wrap_socket took over the descriptor: track the wrapper instead.
-        self._keep(tls)
         with self._lock:
-            if conn in self._sockets:
-                self._sockets.remove(conn)
+            if self._closed:
+                raise _Stopped
+            tls = context.wrap_socket(
+                conn, server_side=True, do_handshake_on_connect=False
+            )
+            # wrap_socket took over the descriptor: track the wrapper instead.
+            self._sockets.remove(conn)
+            self._sockets.append(tls)
         while True:
             try:
                 tls.do_handshake()
