@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from async_stagger import nat64, resolvers
+from async_stagger import _nat64_answers, nat64
 from async_stagger.address_order import sort_addresses
 from async_stagger.nat64 import (
     check_setting,
@@ -259,12 +259,12 @@ def network(monkeypatch: pytest.MonkeyPatch) -> Iterator[Network]:
     """An IPv6-only network with the Well-Known Prefix; nothing remembered
     from another test."""
     scripted = Network(["64:ff9b::/96"])
-    monkeypatch.setattr(resolvers, "find_source_address", scripted.source_address)
+    monkeypatch.setattr(_nat64_answers, "find_source_address", scripted.source_address)
     nat64.forget()
-    resolvers._ipv4_direct_until.clear()
+    _nat64_answers._ipv4_direct_until.clear()
     yield scripted
     nat64.forget()
-    resolvers._ipv4_direct_until.clear()
+    _nat64_answers._ipv4_direct_until.clear()
 
 
 async def resolve(network: Network, host: str, **options: Any) -> list[Any]:

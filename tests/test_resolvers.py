@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from async_stagger import resolvers
+from async_stagger import _answers, resolvers
 from async_stagger.address_order import sort_addresses
 from async_stagger.race import staggered_race
 from async_stagger.resolvers import (
@@ -1205,6 +1205,7 @@ async def test_one_family_from_the_system_keeps_the_systems_order(
 
     monkeypatch.setattr(loop, "getaddrinfo", lookup)
     monkeypatch.setattr(resolvers, "sort_addresses", spy)
+    monkeypatch.setattr(_answers, "sort_addresses", spy)
     got = [i[4][0] async for i in concurrent_resolver("h", 80, type=STREAM)]
     assert bool(sorted_lists) is sorted_
     if not sorted_:

@@ -32,7 +32,8 @@ from .race import _items_left
 from .trace import emit, tracing_active
 
 if TYPE_CHECKING:
-    from .connection import AddrInfo, LocalAddrs
+    from ._types import AddrInfo
+    from .connection import LocalAddrs
 
 
 def _local_family(address: tuple[Any, ...]) -> int:

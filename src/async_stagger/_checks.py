@@ -3,6 +3,7 @@ functions, so that one kind of bad value gets one kind of message."""
 
 from __future__ import annotations
 
+import builtins
 import math
 import socket
 
@@ -102,3 +103,80 @@ def check_host(host: object, *, allow_empty: bool = True) -> None:
             f"host must not contain a NUL character (embedded null character),"
             f" got {host!r}"
         )
+
+
+def check_lookup_arguments(
+    family: object, type: object, proto: object, flags: object
+) -> None:
+    for name, value in (
+        ("family", family),
+        ("type", type),
+        ("proto", proto),
+        ("flags", flags),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type_name(value)} {value!r}")
+    if family not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
+        # What getaddrinfo says about a family it cannot resolve for.
+        raise socket.gaierror(
+            socket.EAI_FAMILY,
+            f"family must be AF_UNSPEC, AF_INET or AF_INET6, got {family!r}",
+        )
+
+
+def type_name(value: object) -> str:
+    return builtins.type(value).__name__
+
+
+def check_first_addr_family_count(count: object) -> int:
+    """Validate an RFC 8305 §4 First Address Family Count: an int of at
+    least 1 (the one check of it, for the resolvers and the ordering).
+
+    Raises:
+        TypeError: *count* is not an int.
+        ValueError: *count* is below 1.
+    """
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(
+            "first_addr_family_count must be an int,"
+            f" got {type(count).__name__} {count!r}"
+        )
+    if count < 1:
+        raise ValueError(f"first_addr_family_count must be at least 1, got {count!r}")
+    return count
+
+
+def check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, got {value!r}")
+
+
+def check_delay(name: str, value: object) -> float | None:
+    """Validate a Connection Attempt Delay (RFC 8305 §5): a non-negative
+    number of seconds, or ``None`` for "no staggering"; the one delay check
+    of the race and the preresolved connections.
+
+    Raises:
+        TypeError: *value* is not a number or None.
+        ValueError: *value* is negative or NaN.
+    """
+    return check_seconds(name, value, allow_none=True)
+
+
+def check_interleave(value: object) -> int | None:
+    """Validate an ``interleave`` (asyncio's First Address Family Count,
+    where 0 means "keep the order as it is"): an int of at least 0, or None.
+
+    Raises:
+        TypeError: *value* is not an int or None.
+        ValueError: *value* is negative.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"interleave must be an int or None, got {type_name(value)} {value!r}"
+        )
+    if value < 0:
+        raise ValueError(f"interleave must be at least 0, got {value!r}")
+    return value

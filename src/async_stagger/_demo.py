@@ -42,10 +42,13 @@ import socket
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from . import defaults
-from .cli import PROG, Timeline, _positive_seconds, format_address, format_error
+from ._cli_values import PROG, _positive_seconds
+from ._describe import format_address, format_error
+from ._timeline import Timeline
+from ._types import AddrInfo
 from .connection import open_connection
 from .resolvers import concurrent_resolver
 from .trace import emit, tracing
@@ -55,8 +58,6 @@ DEMO_HOST = "blackholed-first.test"
 
 #: How long each sequential attempt may take before the demo gives up on it.
 SEQUENTIAL_TIMEOUT = 2.0
-
-AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
 
 
 def build_demo_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._attempts import _Attempts
-    from .connection import Host, Port
+    from ._types import Host, Port
 
 
 def _describe(address: tuple[Any, ...], local: tuple[Any, ...] | None) -> str:

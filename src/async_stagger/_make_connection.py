@@ -56,7 +56,8 @@ from .trace import (
 )
 
 if TYPE_CHECKING:
-    from .connection import AddrInfo, Resolver
+    from ._types import AddrInfo
+    from .connection import Resolver
 
 _SOCK_STREAM = socket.SOCK_STREAM
 

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._checks import check_interleave
 from ._resolver_keywords import extra_keywords_taken
 from .resolvers import concurrent_resolver
 
 if TYPE_CHECKING:
-    from .connection import Host, LocalAddrs, Port, Resolver
+    from ._types import Host, Port
+    from .connection import LocalAddrs, Resolver
     from .history import ConnectionHistory, HistoryOption
     from .trace import TraceCallback
 
@@ -134,17 +136,12 @@ def tls_keywords(
     return tls
 
 
-def check_interleave(interleave: object, resolver: Callable[..., Any]) -> None:
-    """Check *interleave*, and that the resolver takes it."""
-    if isinstance(interleave, bool) or not isinstance(interleave, int):
-        raise not_an_int("interleave", interleave)
-    if interleave < 0:
-        # 0 is asyncio's "do not reorder"; asyncio takes a negative count
-        # too and interleaves with it as if it were a count of addresses.
-        raise ValueError(
-            "interleave (the RFC 8305 First Address Family Count) must be"
-            f" at least 0, got {interleave!r}"
-        )
+def check_resolver_takes_interleave(
+    interleave: object, resolver: Callable[..., Any]
+) -> None:
+    """Check *interleave* (see ``_checks.check_interleave``), and that the
+    resolver takes it."""
+    check_interleave(interleave)
     if (
         interleave
         and resolver is not concurrent_resolver

@@ -65,6 +65,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ._checks import check_first_addr_family_count
+from ._types import AddrInfo
+
 if TYPE_CHECKING:
     from .history import ConnectionHistory
 
@@ -82,10 +85,6 @@ __all__ = [
     "sort_addresses",
 ]
 
-#: A getaddrinfo 5-tuple: ``(family, type, proto, canonname, sockaddr)``.
-AddrInfo: TypeAlias = tuple[
-    socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]
-]
 
 #: ``(family, destination sockaddr) -> source sockaddr or None`` (unusable).
 SourceAddressLookup: TypeAlias = Callable[
@@ -508,13 +507,10 @@ def interleave(
         A new, interleaved list.
 
     Raises:
+        TypeError: *first_addr_family_count* is not an int.
         ValueError: *first_addr_family_count* is less than 1.
     """
-    if first_addr_family_count < 1:
-        raise ValueError(
-            "first_addr_family_count must be at least 1,"
-            f" got {first_addr_family_count!r}"
-        )
+    check_first_addr_family_count(first_addr_family_count)
     if len(set(map(_family_of, infos))) <= 1:
         # One family (or none): nothing to alternate with, the order stays.
         return list(infos)

@@ -55,13 +55,13 @@ from collections.abc import (
 from typing import Any, Final, TypeAlias
 
 from . import defaults
-from ._checks import check_host, check_port, check_seconds
+from ._checks import check_delay, check_host, check_port
 from ._make_connection import make_connection
 from ._plan import (
     ConnectionPlan,
-    check_interleave,
     check_local_addr,
     check_loop,
+    check_resolver_takes_interleave,
     check_sock,
     new_plan,
     not_an_int,
@@ -88,10 +88,9 @@ __all__ = [
     "open_connection",
 ]
 
-#: A ``getaddrinfo`` result: ``(family, type, proto, canonname, sockaddr)``.
-AddrInfo: TypeAlias = tuple[
-    socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]
-]
+# AddrInfo (a ``getaddrinfo`` result), Host and Port, defined once for all
+# modules; importable from here as in 0.4.
+from ._types import AddrInfo, Host, Port
 
 #: A resolver: called as ``resolver(host, port, *, family, type, proto,
 #: flags)`` (plus ``first_addr_family_count`` and ``raise_exc_group`` when
@@ -99,10 +98,6 @@ AddrInfo: TypeAlias = tuple[
 #: iterator of :data:`AddrInfo`.
 Resolver: TypeAlias = Callable[..., AsyncIterator[AddrInfo]]
 
-#: Host names as asyncio takes them.
-Host: TypeAlias = str | bytes | None
-#: Ports as asyncio takes them: a number, a numeric string or a service name.
-Port: TypeAlias = str | bytes | int | None
 #: The ``ssl`` argument of :meth:`asyncio.loop.create_connection`.
 SSLArg: TypeAlias = _ssl.SSLContext | bool | None
 #: Already-resolved local socket addresses, e.g. ``("192.0.2.1", 0)``.
@@ -537,7 +532,7 @@ def _plan(
     if not callable(resolver):
         raise TypeError(f"resolver must be callable, got {resolver!r}")
     if interleave is not None:
-        check_interleave(interleave, resolver)
+        check_resolver_takes_interleave(interleave, resolver)
     if local_addr is not None:
         check_local_addr(local_addr)
     if nat64 is not True:
@@ -555,14 +550,10 @@ def _pick_delay(delay: Delay, happy_eyeballs_delay: Delay) -> float | None:
     time. Both given must agree: one silently overriding the other would
     hide a mistake."""
     if delay is NOT_GIVEN:
-        return check_seconds(
-            "happy_eyeballs_delay", happy_eyeballs_delay, allow_none=True
-        )
-    checked = check_seconds("delay", delay, allow_none=True)
+        return check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
+    checked = check_delay("delay", delay)
     if happy_eyeballs_delay is not NOT_GIVEN:
-        checked_he = check_seconds(
-            "happy_eyeballs_delay", happy_eyeballs_delay, allow_none=True
-        )
+        checked_he = check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
         if checked != checked_he:
             raise TypeError(
                 "delay and happy_eyeballs_delay are the same setting; give one,"

@@ -38,13 +38,12 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar, cast
 
+from ._types import Host, Port
 from .connection import (
     NOT_GIVEN,
     Delay,
-    Host,
     LocalAddrs,
     NotGiven,
-    Port,
     Resolver,
     SSLArg,
     create_connection,

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeAlias
 
+from ._checks import check_delay, check_interleave
 from .address_order import interleave as interleave_by_family
 from .address_order import sort_addresses
 from .race import staggered_race
@@ -49,26 +50,6 @@ SocketFactoryType: TypeAlias = Callable[[AddrInfoType], socket.socket]
 
 # An attempt's errors; uvloop raises RuntimeError where asyncio raises OSError.
 _Errors: TypeAlias = list[OSError | RuntimeError]
-
-
-def _check_delay(delay: object) -> float | None:
-    if delay is None:
-        return None
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise TypeError(f"happy_eyeballs_delay must be a number, got {delay!r}")
-    if not delay >= 0:
-        raise ValueError(f"happy_eyeballs_delay must be >= 0, got {delay!r}")
-    return float(delay)
-
-
-def _check_interleave(interleave: object) -> int | None:
-    if interleave is None:
-        return None
-    if isinstance(interleave, bool) or not isinstance(interleave, int):
-        raise TypeError(f"interleave must be an int, got {interleave!r}")
-    if interleave < 0:
-        raise ValueError(f"interleave must be >= 0, got {interleave!r}")
-    return interleave
 
 
 async def start_connection(
@@ -120,8 +101,8 @@ async def start_connection(
     """
     if not addr_infos:
         raise ValueError("addr_infos must not be empty")
-    delay = _check_delay(happy_eyeballs_delay)
-    count = _check_interleave(interleave)
+    delay = check_delay("happy_eyeballs_delay", happy_eyeballs_delay)
+    count = check_interleave(interleave)
     running = asyncio.get_running_loop() if loop is None else loop
     infos: list[Any] = list(addr_infos)
     if len(infos) > 1:

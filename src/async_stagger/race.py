@@ -93,7 +93,7 @@ from operator import length_hint
 from types import CoroutineType
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from ._checks import check_seconds
+from ._checks import check_delay
 from ._loop_abilities import start_task
 from ._tasks import wait_until_done
 
@@ -151,7 +151,7 @@ def _drop_own_frame(exc: BaseException) -> None:
 
 def _check_delay(delay: float | None) -> float | None:
     """Validate the delay; infinity means the same as ``None``."""
-    seconds = check_seconds("delay", delay, allow_none=True)
+    seconds = check_delay("delay", delay)
     if seconds is not None and math.isinf(seconds):
         return None
     return seconds

@@ -64,37 +64,34 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextvars
-import math
 import socket
-import time
-import weakref
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Sequence,
-)
-from typing import Any, TypeAlias, cast
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 from . import nat64 as _nat64
-from ._checks import check_host, check_port, check_seconds
+from ._answers import _emit_order, _lookup, _no_addresses, _order, _unique
+from ._checks import (
+    check_callable,
+    check_first_addr_family_count,
+    check_host,
+    check_lookup_arguments,
+    check_port,
+    check_seconds,
+)
+from ._direct_answer import _direct_answer
+from ._direct_answer import _DirectAnswer as _DirectAnswer  # for connection.py
+from ._family_merge import _concurrent
+from ._lookup_sharing import _in_flight_table, _LookupKey, _SharedLookup
 from ._lookup_threads import getaddrinfo_in_daemon_thread
 from ._loop_abilities import has_stock_getaddrinfo, start_task
+from ._nat64_answers import _nat64_applies, _synthesize
 from ._tasks import wait_until_done
-from .address_order import (
-    SOURCE_CACHE_SECONDS,
-    AddrInfo,
-    explain_order,
-    find_source_address,
-    interleave,
-    sort_addresses,
-)
+from ._types import AddrInfo, GetaddrinfoAsync, Host, Port, SortAddresses
+from .address_order import sort_addresses
 from .defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from .history import ConnectionHistory
 from .nat64 import Nat64Setting
-from .trace import emit, tracing_active
+from .trace import tracing_active
 
 __all__ = [
     "AddrInfo",
@@ -106,42 +103,8 @@ __all__ = [
     "concurrent_resolver",
 ]
 
-#: A host name, an IP literal, or ``None`` (the local host, or with
-#: ``AI_PASSIVE`` the wildcard address).
-Host: TypeAlias = str | bytes | None
-
-#: A port number, a numeric string, a service name (``"https"``) or ``None``.
-Port: TypeAlias = str | bytes | int | None
-
-#: An asynchronous ``getaddrinfo``: called as ``getaddrinfo_async(host, port,
-#: family=..., type=..., proto=..., flags=...)`` like ``loop.getaddrinfo``,
-#: it returns the list of 5-tuples. Plug in a DNS library here.
-GetaddrinfoAsync: TypeAlias = Callable[..., Awaitable[Sequence[AddrInfo]]]
-
-#: Orders a list of addresses, best first (see ``sort=``).
-SortAddresses: TypeAlias = Callable[[list[AddrInfo]], list[AddrInfo]]
-
 
 # -- argument checks -----------------------------------------------------------
-
-
-def _check_lookup_arguments(
-    family: object, type: object, proto: object, flags: object
-) -> None:
-    for name, value in (
-        ("family", family),
-        ("type", type),
-        ("proto", proto),
-        ("flags", flags),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {_type_name(value)} {value!r}")
-    if family not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
-        # What getaddrinfo says about a family it cannot resolve for.
-        raise socket.gaierror(
-            socket.EAI_FAMILY,
-            f"family must be AF_UNSPEC, AF_INET or AF_INET6, got {family!r}",
-        )
 
 
 # Argument types the quick check in concurrent_resolver lets through.
@@ -149,30 +112,10 @@ _LOOKUP_FAMILIES = (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6)
 _INT_TYPES = frozenset({int, socket.SocketKind, socket.AddressFamily})
 
 
-def _type_name(value: object) -> str:
-    return builtins.type(value).__name__
-
-
-def _check_first_addr_family_count(count: object) -> int:
-    if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(
-            "first_addr_family_count must be an int,"
-            f" got {type(count).__name__} {count!r}"
-        )
-    if count < 1:
-        raise ValueError(f"first_addr_family_count must be at least 1, got {count!r}")
-    return count
-
-
 def _check_resolution_delay(delay: object) -> float:
     seconds = check_seconds("resolution_delay", delay, allow_none=False)
     assert seconds is not None
     return seconds
-
-
-def _check_callable(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise TypeError(f"{name} must be callable or None, got {value!r}")
 
 
 def _check_resolver_arguments(
@@ -190,9 +133,9 @@ def _check_resolver_arguments(
     the sorter."""
     check_host(host)
     check_port(port)
-    _check_lookup_arguments(family, type, proto, flags)
-    count = _check_first_addr_family_count(first_addr_family_count)
-    _check_callable("getaddrinfo_async", getaddrinfo_async)
+    check_lookup_arguments(family, type, proto, flags)
+    count = check_first_addr_family_count(first_addr_family_count)
+    check_callable("getaddrinfo_async", getaddrinfo_async)
     return count, _sorter(sort)
 
 
@@ -206,509 +149,7 @@ def _sorter(sort: bool | SortAddresses) -> SortAddresses | None:
     raise TypeError(f"sort must be True, False or a callable, got {sort!r}")
 
 
-def _host_text(host: Host) -> str | None:
-    if isinstance(host, bytes):
-        return host.decode("ascii", "replace")
-    return host
-
-
-# -- the fast path: literals and host=None ---------------------------------------
-
-
-def _literal_family(host: str) -> int:
-    """``AF_INET`` or ``AF_INET6`` for an IP literal, 0 for anything else."""
-    if ":" in host:
-        # Only IPv6 literals have colons; a zone ("%eth0") may follow them,
-        # which inet_pton rejects.
-        family, address = _AF_INET6, host.partition("%")[0]
-    elif host[-1:].isdigit():
-        family, address = _AF_INET, host
-    else:
-        return 0  # a name ("example.com"): every IPv4 literal ends in a digit
-    try:
-        _inet_pton(family, address)
-    except (OSError, ValueError):
-        return 0
-    return family
-
-
-_inet_pton = socket.inet_pton
-
-# Plain ints: arithmetic on the socket module's IntFlag members runs in Python.
-_ALL_BUT_NUMERICHOST = ~int(socket.AI_NUMERICHOST)
-_AI_NUMERICHOST = int(socket.AI_NUMERICHOST)
-_AF_INET = int(socket.AF_INET)
-_AF_INET6 = int(socket.AF_INET6)
-_SOCK_STREAM = int(socket.SOCK_STREAM)
-_IPPROTO_TCP = int(socket.IPPROTO_TCP)
-
-
-class _Done(tuple[()]):
-    """An awaitable that is already done (``await`` gives None): what an
-    ``aclose`` with nothing to wait for returns, with no coroutine to create
-    and run. Awaiting it iterates an empty tuple, entirely in C."""
-
-    __slots__ = ()
-    __await__ = tuple.__iter__
-
-
-_DONE = cast(Awaitable[None], _Done())
-
-
-class _DirectAnswer:
-    """The addresses of an IP literal or of ``host=None``, handed out one at
-    a time: an async iterator that needs no lookup, so no generator, task or
-    executor either. An answer that needs ``getaddrinfo`` is computed at the
-    first ``__anext__``, where a lookup would start, so its errors surface
-    where a lookup's would.
-    """
-
-    __slots__ = ("_arguments", "_left")
-
-    # The race may believe __length_hint__: it is exact, not a guess.
-    _exact_length_hint = True
-
-    def __init__(
-        self, arguments: tuple[Any, ...] | None, left: list[AddrInfo] | None
-    ) -> None:
-        # What _answer needs, when the answer is not known yet.
-        self._arguments = arguments
-        # Addresses not handed out yet, last first; None until answered.
-        self._left = left
-
-    def __aiter__(self) -> _DirectAnswer:
-        return self
-
-    async def __anext__(self) -> AddrInfo:
-        left = self._left
-        if left is None:
-            # An answer that raises ends the iteration, as a generator's
-            # exception would.
-            self._left = []
-            left = self._left = self._answer()
-        if left:
-            return left.pop()
-        raise StopAsyncIteration
-
-    def aclose(self) -> Awaitable[None]:
-        """Hand out nothing more (like an async generator's ``aclose``)."""
-        self._left = []
-        return _DONE
-
-    def __length_hint__(self) -> int:
-        """How many addresses are left (PEP 424); 1 before the answer: an
-        answer holds at least one address or raises."""
-        left = self._left
-        return 1 if left is None else len(left)
-
-    def _answer(self) -> list[AddrInfo]:
-        assert self._arguments is not None
-        (
-            host, text, port, family, type, proto, flags, sorter,
-            first_addr_family_count,
-        ) = self._arguments  # fmt: skip
-        if text is _LOCALHOST:
-            infos = _loopback_answer(port, family, type, proto, flags)
-        else:
-            # As bytes: a str host goes through the (pure Python, slow) idna
-            # codec first, pointless for a literal already known to be ASCII.
-            infos = socket.getaddrinfo(  # type: ignore[assignment]
-                None if text is None else text.encode("ascii"),
-                port,
-                family,
-                type,
-                proto,
-                flags if text is None else flags | _AI_NUMERICHOST,
-            )
-        _emit_direct_answer(host, infos)
-        if len(infos) > 1:
-            infos = _order(
-                _unique(infos, set()),
-                sorter,
-                first_addr_family_count,
-                system_sorted=True,
-            )
-        elif not infos:
-            raise _no_addresses(host)
-        infos.reverse()
-        return infos
-
-
-# Stands for "a localhost name" where _DirectAnswer keeps the literal.
-_LOCALHOST = "localhost"
-
-
-def _is_localhost_name(name: str) -> bool:
-    """Whether *name* is ``localhost`` or a name under it (RFC 6761 §6.3),
-    in any case, with or without the root's trailing dot."""
-    if name.endswith("."):
-        name = name[:-1]
-    if name[-9:].lower() != "localhost":
-        return False  # the common case, any other name
-    name = name.lower()
-    return name == "localhost" or name.endswith(".localhost")
-
-
-def _loopback_answer(
-    port: Port, family: int, type: int, proto: int, flags: int
-) -> list[AddrInfo]:
-    """The answer for a localhost name: the loopback addresses, IPv6 first.
-
-    RFC 6761 §6.3: localhost names are the loopback addresses and are never
-    sent to DNS. The system's getaddrinfo honours that only through its
-    hosts file: without a ``::1 localhost`` line our separate IPv6 lookup
-    (or, with no line at all, any lookup) is sent to the DNS server. So,
-    like browsers (Chrome and Firefox answer localhost names from the
-    loopback addresses), and unlike asyncio (which passes them to
-    getaddrinfo), they are answered here without any lookup, from both
-    loopback addresses whatever the hosts file says; an IPv6 attempt on a
-    host without IPv6 fails at once, and Happy Eyeballs moves on to IPv4.
-    """
-    infos: list[AddrInfo] = []
-    for literal, literal_family in ((b"::1", _AF_INET6), (b"127.0.0.1", _AF_INET)):
-        if family in (0, literal_family):
-            infos += socket.getaddrinfo(
-                literal, port, literal_family, type, proto, flags | _AI_NUMERICHOST
-            )
-    return infos
-
-
-def _direct_answer(
-    host: Host,
-    port: Port,
-    family: int,
-    type: int,
-    proto: int,
-    flags: int,
-    sorter: SortAddresses | None,
-    first_addr_family_count: int,
-    nat64: bool | tuple[Any, ...] = True,
-    getaddrinfo_async: GetaddrinfoAsync | None = None,
-) -> AsyncIterator[AddrInfo] | None:
-    """The answer for an IP literal, a localhost name (RFC 6761 §6.3, see
-    :func:`_loopback_answer`) or ``host=None``; None for any other name.
-
-    ``getaddrinfo`` with ``AI_NUMERICHOST`` never consults the name service,
-    and it does everything exactly as the system would: zone names to scope
-    ids, service names, a literal of the wrong family refused with the usual
-    ``gaierror``. Only the commonest call, a plain IPv4 literal with a port
-    number for a TCP connection, is answered without it, at once, in the
-    form ``getaddrinfo`` gives (a test compares the two): that is every
-    connection to an IPv4 address, where the call and the conversion of its
-    answer would cost more than the rest of the resolution.
-    """
-    if host is None:
-        text = None
-    else:
-        text = host if builtins.type(host) is str else _host_text(host)
-        assert text is not None
-        if not text.isascii():
-            return None
-        literal_family = _literal_family(text)
-        if not literal_family:
-            if not _is_localhost_name(text):
-                return None
-            text = _LOCALHOST
-        if (
-            literal_family == _AF_INET
-            and type == _SOCK_STREAM
-            and family in (0, _AF_INET)
-            and proto in (0, _IPPROTO_TCP)
-            and flags & _ALL_BUT_NUMERICHOST == 0
-            and builtins.type(port) is int
-            and 0 <= port <= 65535
-        ):
-            infos: list[AddrInfo] = [
-                (
-                    socket.AF_INET,
-                    socket.SOCK_STREAM,
-                    socket.IPPROTO_TCP,
-                    "",
-                    (text, port),
-                )
-            ]
-            if tracing_active():
-                _emit_direct_answer(host, infos)
-            if (
-                nat64 is not False
-                and not family
-                # The probe's verdict, cached: a routed literal costs this
-                # lookup only (see _ipv4_direct_until).
-                and _ipv4_direct_until.get(text, 0.0) < _monotonic()
-                and _needs_nat64(text)
-            ):
-                return _through_nat64(
-                    _DirectAnswer(None, infos), host, nat64, getaddrinfo_async,
-                    sorter, first_addr_family_count,
-                )  # fmt: skip
-            return _DirectAnswer(None, infos)
-    arguments = (
-        host, text, port, family, type, proto, flags, sorter, first_addr_family_count,
-    )  # fmt: skip
-    if (
-        text is not None
-        and literal_family == _AF_INET
-        and nat64 is not False
-        and not family
-        and _needs_nat64(text)
-    ):
-        return _through_nat64(
-            _DirectAnswer(arguments, None), host, nat64, getaddrinfo_async,
-            sorter, first_addr_family_count,
-        )  # fmt: skip
-    return _DirectAnswer(arguments, None)
-
-
-# -- IPv6-only networks: IPv4 through NAT64 (RFC 8305 §7) --------------------------
-
-#: IPv4 addresses reached directly, without NAT64 (the probe found an IPv4
-#: route, or no IPv6 route either, or the address is one never
-#: synthesized), with the ``time.monotonic()`` until which that holds (the
-#: probe's own cache lifetime). Checked before anything else about NAT64,
-#: so that an IPv4 literal pays one dictionary lookup and one clock read for
-#: it. Measured under callgrind (benchmarks/connect.py --instructions), per
-#: IP-literal connection: NAT64 with this check costs 0.4 % to 0.6 % more
-#: instructions than no NAT64 at all; asking find_source_address's own
-#: cache instead cost 1.6 % more.
-_ipv4_direct_until: dict[str, float] = {}
-_DIRECT_MAX = 1024
-_monotonic = time.monotonic
-
-
-def _needs_nat64(address: str) -> bool:
-    """Whether the IPv4 *address* is to be reached through NAT64: the kernel
-    has no IPv4 route to it but has an IPv6 route (the source-address probe
-    of RFC 6724 rule 1, cached: RFC 8305 §7's sign of an IPv6-only network),
-    and it is not in a range never synthesized."""
-    if (
-        find_source_address(socket.AF_INET, (address, 9)) is None
-        and _synthesizable_anywhere(address)
-        # Neither family routed (no network at all): nothing to translate
-        # through, and no DNS64 to ask.
-        and _network_key() is not None
-    ):
-        return True
-    if len(_ipv4_direct_until) >= _DIRECT_MAX:
-        _ipv4_direct_until.clear()
-    _ipv4_direct_until[address] = _monotonic() + SOURCE_CACHE_SECONDS
-    return False
-
-
-def _synthesizable_anywhere(address: str) -> bool:
-    # No NAT64 address stands for 0/8, 127/8, 169.254/16 or
-    # 255.255.255.255, so those need no discovery.
-    try:
-        return _nat64.ever_synthesizable(address)
-    except ValueError:  # a form inet_pton takes and ipaddress does not
-        return False
-
-
-# ipv4only.arpa's first address under the Well-Known Prefix: where a DNS64
-# server would say it is.
-_NETWORK_PROBE = str(
-    _nat64.embed(_nat64.WELL_KNOWN_ADDRESSES[0], _nat64.WELL_KNOWN_PREFIX)
-)
-
-
-def _network_key() -> Any:
-    """Which network this is, for the prefix cache: the IPv6 source address
-    toward the Well-Known Prefix (a UDP connect, which sends nothing), or
-    None when there is no IPv6 route at all."""
-    source = find_source_address(socket.AF_INET6, (_NETWORK_PROBE, 9, 0, 0))
-    return None if source is None else source[0]
-
-
-def _nat64_applies(infos: list[AddrInfo], nat64: bool | tuple[Any, ...]) -> bool:
-    """Whether *infos* hold IPv4 addresses to reach through NAT64: it is on
-    and the first of them needs it."""
-    if nat64 is False:
-        return False
-    for info in infos:
-        if info[0] == _AF_INET and isinstance(info[4][0], str):
-            address: str = info[4][0]
-            if _ipv4_direct_until.get(address, 0.0) >= _monotonic():
-                return False
-            return _needs_nat64(address)
-    return False
-
-
-async def _discover_prefixes(
-    getaddrinfo_async: GetaddrinfoAsync | None,
-) -> tuple[Any, ...]:
-    """This network's NAT64 prefixes: remembered, or found by an AAAA
-    lookup of ``ipv4only.arpa`` through the resolver in use (RFC 7050 §3).
-    A lookup that fails, or answers without the well-known addresses,
-    means no NAT64."""
-    network = _network_key()
-    known = _nat64.recall(network)
-    if known is not None:
-        return known
-    try:
-        answers = await _lookup(
-            getaddrinfo_async or shared_getaddrinfo,
-            _nat64.DISCOVERY_NAME, None, _AF_INET6, _SOCK_STREAM, 0, 0,
-        )  # fmt: skip
-    except Exception:
-        answers = []
-    prefixes = _nat64.prefixes_from_answers(
-        info[4][0] for info in answers if isinstance(info[4][0], str)
-    )
-    _nat64.remember(network, prefixes)
-    return prefixes
-
-
-async def _synthesize(
-    host: Host,
-    infos: list[AddrInfo],
-    setting: bool | tuple[Any, ...],
-    getaddrinfo_async: GetaddrinfoAsync | None,
-) -> list[AddrInfo]:
-    """*infos* with each IPv4 address replaced by its addresses in the
-    NAT64 prefixes (RFC 6052 §2.3), those given in *setting* or else the
-    discovered ones. An address that cannot be synthesized (no prefix, or a
-    range never synthesized) stays as it is, to fail as it would have."""
-    if isinstance(setting, tuple):
-        prefixes, origin = setting, "nat64="
-    else:
-        prefixes, origin = await _discover_prefixes(getaddrinfo_async), "ipv4only.arpa"
-    result: list[AddrInfo] = []
-    traced = tracing_active()
-    for info in infos:
-        family, kind, proto, canonname, sockaddr = info
-        usable = (
-            [p for p in prefixes if _nat64.synthesizable(sockaddr[0], p)]
-            if family == _AF_INET
-            else []
-        )
-        if not usable:
-            result.append(info)
-            continue
-        for prefix in usable:
-            address = (str(_nat64.embed(sockaddr[0], prefix)), sockaddr[1], 0, 0)
-            result.append((socket.AF_INET6, kind, proto, canonname, address))
-            if traced:
-                emit(
-                    "nat64_synthesized",
-                    host=_host_text(host),
-                    address=address,
-                    synthesized_from=sockaddr,
-                    nat64_prefix=str(prefix),
-                    nat64_origin=origin,
-                )
-    return result
-
-
-async def _through_nat64(
-    ipv4_answer: _DirectAnswer,
-    host: Host,
-    setting: bool | tuple[Any, ...],
-    getaddrinfo_async: GetaddrinfoAsync | None,
-    sorter: SortAddresses | None,
-    first_addr_family_count: int,
-) -> AsyncIterator[AddrInfo]:
-    """An IPv4 literal with no IPv4 route: its addresses through NAT64."""
-    infos = [info async for info in ipv4_answer]
-    synthesized = await _synthesize(host, infos, setting, getaddrinfo_async)
-    for info in _order(synthesized, sorter, first_addr_family_count):
-        yield info
-
-
-# -- sharing identical lookups ------------------------------------------------------
-
-
-class _SharedLookup:
-    """One lookup awaited by everybody who asked for the same thing while it
-    ran.
-
-    The coroutine doing the work (:func:`_run_lookup`) hands its outcome to
-    :meth:`settle` itself, as its last step, instead of the task announcing
-    it through done callbacks: those would cost one more pass of the event
-    loop, and one scheduled callback per listener, on every lookup.
-    """
-
-    __slots__ = (
-        "error",
-        "infos",
-        "key",
-        "listeners",
-        "settled",
-        "table",
-        "task",
-        "waiters",
-    )
-
-    task: asyncio.Task[list[AddrInfo]]
-
-    def __init__(
-        self, table: dict[_LookupKey, _SharedLookup] | None, key: _LookupKey
-    ) -> None:
-        self.table = table
-        self.key = key
-        self.waiters = 0
-        self.settled = False
-        self.infos: list[AddrInfo] = []
-        self.error: BaseException | None = None
-        # The family lookups of concurrent resolutions waiting for the
-        # outcome (shared_getaddrinfo's callers await the task instead).
-        self.listeners: list[_FamilyLookup] = []
-
-    def settle(self, infos: list[AddrInfo], error: BaseException | None) -> None:
-        """Record the outcome, stop offering the lookup to newcomers and
-        tell the listeners, all within the lookup task's last step."""
-        self.settled = True
-        self.infos = infos
-        self.error = error
-        if self.table is not None:
-            _forget(self.table, self.key, self)
-        listeners, self.listeners = self.listeners, []
-        for listener in listeners:
-            try:
-                listener.answered(infos, error)
-            except Exception as exc:  # a trace callback that raised
-                # Reported as a failing callback would be, and no other
-                # resolution sharing this lookup misses the answer.
-                self.task.get_loop().call_exception_handler(
-                    {"message": "error while reporting a lookup", "exception": exc}
-                )
-
-    def leave(self) -> asyncio.Task[list[AddrInfo]] | None:
-        """A waiter lost interest before the answer came. When it was the
-        last one, cancel the lookup and return its task, to be awaited: the
-        executor thread cannot be stopped, but nobody is left to hear its
-        answer, and no task may outlive its users."""
-        self.waiters -= 1
-        if self.waiters > 0 or self.task.done():
-            return None
-        if self.table is not None:
-            _forget(self.table, self.key, self)
-        self.task.cancel()
-        return self.task
-
-
-_LookupKey: TypeAlias = tuple[Host, Port, int, int, int, int]
-
-_in_flight: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[_LookupKey, _SharedLookup]
-] = weakref.WeakKeyDictionary()
-
-
-def _in_flight_table(
-    loop: asyncio.AbstractEventLoop,
-) -> dict[_LookupKey, _SharedLookup] | None:
-    try:
-        table = _in_flight.get(loop)
-        if table is None:
-            table = _in_flight[loop] = {}
-    except TypeError:  # a loop that cannot be weakly referenced: no sharing
-        return None
-    return table
-
-
-def _forget(
-    table: dict[_LookupKey, _SharedLookup], key: _LookupKey, shared: _SharedLookup
-) -> None:
-    if table.get(key) is shared:
-        del table[key]
+# -- lookups: started, shared, run ---------------------------------------------------
 
 
 def _join_shared_lookup(
@@ -775,6 +216,15 @@ async def _run_lookup(
                     host, port, family=family, type=type, proto=proto, flags=flags
                 )
             )
+    except Exception as exc:
+        # The error is the outcome, kept in the shared lookup without its
+        # traceback and not raised by the task: a finished task that raised
+        # holds the traceback, and with it this lookup's frames, for as long
+        # as the connection holds the lookup: 2.8 kB per connection in
+        # flight on 3.13 (14.6 kB before, 11.9 kB after; benchmarks/memory.py).
+        # shared_getaddrinfo raises it for its callers.
+        shared.settle([], exc.with_traceback(None))
+        return []
     except BaseException as exc:
         shared.settle([], exc)
         raise
@@ -818,267 +268,38 @@ async def shared_getaddrinfo(
     loop = asyncio.get_running_loop()
     shared = _join_shared_lookup(loop, host, port, family, type, proto, flags)
     try:
-        return list(await asyncio.shield(shared.task))
+        infos = await asyncio.shield(shared.task)
     except asyncio.CancelledError:
         abandoned = shared.leave()
         if abandoned is not None:
             await wait_until_done([abandoned])
         raise
+    error = shared.error
+    if error is not None:
+        # Raised afresh by each caller, each with a traceback of its own.
+        raise error.with_traceback(None)
+    return list(infos)
 
 
-# -- one lookup, with its trace events ----------------------------------------------
-
-
-async def _lookup(
-    getaddrinfo_async: GetaddrinfoAsync,
+def _open_family_lookup(
+    loop: asyncio.AbstractEventLoop,
+    getaddrinfo_async: GetaddrinfoAsync | None,
     host: Host,
     port: Port,
     family: int,
     type: int,
     proto: int,
     flags: int,
-) -> list[AddrInfo]:
-    host_text = _host_text(host)
-    address_family = socket.AddressFamily(family)
-    emit("resolution_started", host=host_text, family=address_family)
-    try:
-        infos = list(
-            await getaddrinfo_async(
-                host, port, family=family, type=type, proto=proto, flags=flags
-            )
-        )
-    except Exception as exc:
-        emit("resolution_failed", host=host_text, family=address_family, error=exc)
-        raise
-    emit(
-        "resolution_answered",
-        host=host_text,
-        family=address_family,
-        addresses=tuple(info[4] for info in infos),
-    )
-    return infos
-
-
-class _FamilyLookup:
-    """One family's lookup within one concurrent resolution.
-
-    No task of its own: it listens to the :class:`_SharedLookup` doing the
-    work (the shared ``loop.getaddrinfo`` lookup, or one running a custom
-    ``getaddrinfo_async`` for this resolution alone), which calls
-    :meth:`answered` as soon as the answer is in; that records the outcome,
-    reports it to the tracer and nudges the resolution. Under a burst of
-    connections that is the difference between keeping up with asyncio's
-    single lookup and not.
-    """
-
-    __slots__ = (
-        "_context",
-        "_notify",
-        "_shared",
-        "error",
-        "family",
-        "finished",
-        "host",
-        "infos",
-    )
-
-    def __init__(
-        self, family: socket.AddressFamily, host: Host, notify: Callable[[], None]
-    ) -> None:
-        self.family = family
-        self.host = host
-        self.finished = False
-        self.infos: list[AddrInfo] = []
-        self.error: Exception | None = None
-        self._notify = notify
-        self._shared: _SharedLookup | None = None
-        # The answer may arrive in another resolution's lookup task (the
-        # lookup is shared): its trace events belong to this resolution's
-        # tracer, so they are reported in this context.
-        self._context = contextvars.copy_context() if tracing_active() else None
-
-    def start(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        getaddrinfo_async: GetaddrinfoAsync | None,
-        port: Port,
-        type: int,
-        proto: int,
-        flags: int,
-    ) -> None:
-        if getaddrinfo_async is None:
-            shared = _join_shared_lookup(
-                loop, self.host, port, self.family, type, proto, flags
-            )
-        else:
-            key: _LookupKey = (self.host, port, self.family, type, proto, flags)
-            shared = _start_lookup(loop, getaddrinfo_async, None, key)
-            shared.waiters = 1
-        self._shared = shared
-        if shared.settled:  # an eager task factory, or an instant answer
-            self.answered(shared.infos, shared.error)
-        else:
-            shared.listeners.append(self)
-
-    def answered(self, infos: list[AddrInfo], error: BaseException | None) -> None:
-        """The lookup is over: record *infos* or *error*, trace, and wake
-        the resolution."""
-        if self.finished:
-            return
-        if error is not None and not isinstance(error, Exception):
-            if not isinstance(error, asyncio.CancelledError):
-                return  # KeyboardInterrupt and friends stop the loop anyway
-            # Only a lookup that cancelled itself gets here: abandoning one
-            # stops listening first.
-            error = OSError(f"the {self.family.name} lookup was cancelled")
-        self.finished = True
-        if error is None:
-            self.infos = infos
-        else:
-            self.error = error
-        try:
-            if self._context is not None:
-                self._context.run(self._trace_answer)
-        finally:
-            self._notify()
-
-    def _trace_answer(self) -> None:
-        host = _host_text(self.host)
-        if self.error is None:
-            emit(
-                "resolution_answered",
-                host=host,
-                family=self.family,
-                addresses=tuple(info[4] for info in self.infos),
-            )
-        else:
-            emit("resolution_failed", host=host, family=self.family, error=self.error)
-
-    def abandon(self) -> asyncio.Future[Any] | None:
-        """Stop waiting for the answer; cancel the lookup unless somebody
-        else still waits for it. Returns the future to wait for until the
-        lookup has stopped, if any."""
-        shared = self._shared
-        if shared is None:
-            return None
-        future = shared.task
-        if self.finished:
-            return future  # done: waiting only marks its exception retrieved
-        self.finished = True
-        if self in shared.listeners:
-            shared.listeners.remove(self)
-        abandoned = shared.leave()
-        if abandoned is None and future.done() and not future.cancelled():
-            future.exception()  # answered; our callback never ran
-        return abandoned
-
-
-def _emit_direct_answer(host: Host, infos: list[AddrInfo]) -> None:
-    # No lookup happened, but the tracer should still see where the
-    # addresses came from; one event per family present.
-    if not tracing_active():
-        return  # the common case: build nothing
-    families = dict.fromkeys(info[0] for info in infos)
-    for family in families:
-        emit(
-            "resolution_answered",
-            host=_host_text(host),
-            family=family,
-            addresses=tuple(info[4] for info in infos if info[0] == family),
-        )
-
-
-def _emit_order(
-    host: Host,
-    ordered: Sequence[AddrInfo],
-    sorter: SortAddresses | None,
-    history: ConnectionHistory | None,
-) -> None:
-    """Report the order the first attempts will follow, with the reason for
-    each position (for the tracer; only called when somebody traces)."""
-    if sorter is sort_addresses:
-        reasons = explain_order(ordered, history=history)
-    elif sorter is None:
-        reasons = ["getaddrinfo order (sorting off)"] * len(ordered)
-    else:
-        reasons = ["custom sort"] * len(ordered)
-    emit(
-        "order_decided",
-        host=_host_text(host),
-        addresses=tuple(info[4] for info in ordered),
-        reasons=tuple(reasons),
-    )
-
-
-def _identity(info: AddrInfo) -> tuple[Any, ...]:
-    # The same address for the same socket type is a duplicate; the
-    # canonical name does not matter.
-    return (info[0], info[1], info[2], info[4])
-
-
-def _unique(infos: Iterable[AddrInfo], seen: set[tuple[Any, ...]]) -> list[AddrInfo]:
-    result = []
-    for info in infos:
-        identity = _identity(info)
-        if identity not in seen:
-            seen.add(identity)
-            result.append(info)
-    return result
-
-
-def _order(
-    infos: list[AddrInfo],
-    sorter: SortAddresses | None,
-    first_addr_family_count: int,
-    already_yielded: Sequence[int] = (),
-    *,
-    system_sorted: bool = False,
-    history: ConnectionHistory | None = None,
-) -> list[AddrInfo]:
-    """Sort *infos* with *sorter* and interleave them by family.
-
-    With *system_sorted* (the addresses come from the system's
-    ``getaddrinfo``, which orders each answer by RFC 6724 itself), a list
-    of one family is left in the system's order: the RFC 6724 sort exists
-    here for what the system never saw, the two families side by side.
-    A *history* that knows something reorders even one family's list
-    (RFC 8305 §4, see :mod:`async_stagger.history`).
-    """
-    if len(infos) <= 1 and not already_yielded:
-        return list(infos)  # nothing to order (an IP literal, typically)
-    if (
-        history is not None
-        and sorter is sort_addresses
-        and first_addr_family_count
-        and len(history)
-    ):
-        infos = sort_addresses(infos, history=history)
-        return interleave(
-            infos, first_addr_family_count, already_yielded=already_yielded
-        )
-    if system_sorted and sorter is sort_addresses:
-        family = infos[0][0] if infos else None
-        if all(info[0] == family for info in infos) and all(
-            yielded == family for yielded in already_yielded
-        ):
-            return list(infos)  # one family: nothing to sort or interleave
-    if sorter is not None:
-        infos = sorter(infos)
-    if not first_addr_family_count:
-        # asyncio's interleave=0, from the connection functions: keep the
-        # order as it is.
-        return list(infos)
-    return interleave(infos, first_addr_family_count, already_yielded=already_yielded)
-
-
-def _no_addresses(host: Host) -> socket.gaierror:
-    # async_stagger 0.4 raised OSError("getaddrinfo(...) returned empty
-    # list"), and asyncio raises the same words: code matches on them.
-    return socket.gaierror(
-        socket.EAI_NONAME,
-        f"getaddrinfo({_host_text(host)!r}) returned empty list:"
-        f" no addresses found for host {_host_text(host)!r}",
-    )
+) -> _SharedLookup:
+    """One family's lookup for a concurrent resolution: the shared one for
+    the system's ``getaddrinfo``, one of its own for a custom
+    *getaddrinfo_async*; the caller counts as its waiter."""
+    if getaddrinfo_async is None:
+        return _join_shared_lookup(loop, host, port, family, type, proto, flags)
+    key: _LookupKey = (host, port, family, type, proto, flags)
+    shared = _start_lookup(loop, getaddrinfo_async, None, key)
+    shared.waiters = 1
+    return shared
 
 
 # -- basic_resolver --------------------------------------------------------------------
@@ -1412,175 +633,5 @@ def _resolve_checked(
         sorter,
         nat64,
         history,
+        _open_family_lookup,
     )
-
-
-def _both_failed(
-    host: Host,
-    errors: dict[int, BaseException | None],
-    raise_exc_group: bool,
-) -> BaseException:
-    causes: list[Exception] = []
-    parts = []
-    for family, name in ((socket.AF_INET6, "IPv6"), (socket.AF_INET, "IPv4")):
-        error = errors.get(family)
-        if error is None:
-            error = _no_addresses(host)
-        assert isinstance(error, Exception)
-        causes.append(error)
-        parts.append(f"{name}: {error}")
-    message = f"could not resolve {_host_text(host)!r}: " + "; ".join(parts)
-    if raise_exc_group:
-        return ExceptionGroup(message, causes)
-    codes = [c.errno for c in causes if isinstance(c, socket.gaierror)]
-    code = codes[0] if codes else socket.EAI_FAIL
-    return socket.gaierror(code, message)
-
-
-async def _concurrent(
-    host: Host,
-    port: Port,
-    type: int,
-    proto: int,
-    flags: int,
-    resolution_delay: float,
-    first_addr_family_count: int,
-    raise_exc_group: bool,
-    getaddrinfo_async: GetaddrinfoAsync | None,
-    sorter: SortAddresses | None,
-    nat64: bool | tuple[Any, ...] = True,
-    history: ConnectionHistory | None = None,
-) -> AsyncIterator[AddrInfo]:
-    loop = asyncio.get_running_loop()
-    wake: asyncio.Future[None] | None = None
-
-    def notify() -> None:
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    async def wait(timeout: float | None = None) -> None:
-        """Until a lookup finishes (or *timeout* seconds pass)."""
-        nonlocal wake
-        wake = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, notify)
-        try:
-            await wake
-        finally:
-            wake = None
-            if timer is not None:
-                timer.cancel()
-
-    # RFC 8305 §3: both queries go out together, the AAAA query first.
-    ipv6 = _FamilyLookup(socket.AF_INET6, host, notify)
-    ipv4 = _FamilyLookup(socket.AF_INET, host, notify)
-    lookups = (ipv6, ipv4)
-    started_at = loop.time()
-    try:
-        if tracing_active():
-            for lookup in lookups:
-                emit("resolution_started", host=_host_text(host), family=lookup.family)
-        for lookup in lookups:
-            lookup.start(loop, getaddrinfo_async, port, type, proto, flags)
-
-        # Phase 1, RFC 8305 §3: wait for the first answer worth starting
-        # with. IPv6 addresses go at once; IPv4 addresses wait up to the
-        # Resolution Delay for IPv6; a failure or an empty answer waits for
-        # the other family.
-        ipv4_answered_at: float | None = None
-        while not (ipv6.infos or (ipv6.finished and ipv4.finished)):
-            if ipv4.infos:
-                if ipv4_answered_at is None:
-                    ipv4_answered_at = loop.time()
-                remaining = ipv4_answered_at + resolution_delay - loop.time()
-                if remaining <= 0:
-                    if tracing_active():
-                        emit(
-                            "resolution_delay_expired",
-                            host=_host_text(host),
-                            family=socket.AF_INET6,
-                            delay=resolution_delay,
-                        )
-                    break  # RFC 8305 §3: stop waiting for AAAA
-                await wait(remaining if math.isfinite(remaining) else None)
-            else:
-                await wait()
-
-        # Phase 2: hand out addresses one at a time. A lookup finishing
-        # meanwhile (RFC 8305 §6) re-sorts and re-interleaves what is left;
-        # what was handed out stays handed out.
-        seen: set[tuple[Any, ...]] = set()
-        handed_out: list[int] = []  # families, in order
-        # Lookups whose answer is not in the list yet.
-        unmerged = list(lookups)
-
-        # Addresses known but not handed out, each family in its own
-        # getaddrinfo order, families in the order they answered: the
-        # "original order" of RFC 6724 rule 10.
-        not_tried: list[AddrInfo] = []
-        tail: list[AddrInfo] = []  # not_tried, in the order to try them
-        system_sorted = getaddrinfo_async is None
-        while True:
-            if unmerged[0].finished or (len(unmerged) > 1 and unmerged[1].finished):
-                for lookup in [lookup for lookup in unmerged if lookup.finished]:
-                    unmerged.remove(lookup)
-                    infos = lookup.infos
-                    if lookup is ipv4 and _nat64_applies(infos, nat64):
-                        # RFC 8305 §7: no IPv4 route, so the IPv4 answers
-                        # are reached through NAT64, sorted among the rest.
-                        infos = await _synthesize(host, infos, nat64, getaddrinfo_async)
-                        system_sorted = False
-                    not_tried.extend(_unique(infos, seen))
-                tail = _order(
-                    not_tried,
-                    sorter,
-                    first_addr_family_count,
-                    handed_out,
-                    system_sorted=system_sorted,
-                    history=history,
-                )
-                if not handed_out and tail and tracing_active():
-                    _emit_order(host, tail, sorter, history)
-                # Handed out from the front: reversed, each pop is cheap.
-                tail.reverse()
-                if not unmerged:
-                    break  # every answer is in; no more reordering
-            if tail:
-                info = tail.pop()
-                not_tried.remove(info)
-                handed_out.append(info[0])
-                yield info
-                continue
-            await wait()
-        # Both answers are in: the rest of the order is final.
-        while tail:
-            info = tail.pop()
-            handed_out.append(info[0])
-            yield info
-
-        if not handed_out:
-            raise _both_failed(
-                host,
-                {lookup.family: lookup.error for lookup in lookups},
-                raise_exc_group,
-            )
-    finally:
-        # Closed early (the race was won), cancelled, or done: no lookup may
-        # outlive the iterator, and none may leave an exception unretrieved.
-        if tracing_active():
-            for lookup in lookups:
-                if not lookup.finished and lookup._shared is not None:
-                    emit(
-                        "resolution_abandoned",
-                        host=_host_text(host),
-                        family=lookup.family,
-                        delay=loop.time() - started_at,
-                    )
-        stopping = [lookup.abandon() for lookup in lookups]
-        running = [future for future in stopping if future is not None]
-        for future in running:
-            if not future.done():
-                await wait_until_done(running)
-                break
-            # The usual case: the lookup is over. Nothing to wait for.
-            if not future.cancelled():
-                future.exception()

@@ -6,9 +6,8 @@ with these names keeps type-checking.
 
 from typing import TypeAlias
 
-from .address_order import AddrInfo
+from ._types import AddrInfo, GetaddrinfoAsync, Host, Port
 from .connection import Resolver
-from .resolvers import GetaddrinfoAsync, Host, Port
 
 __all__ = [
     "AddrInfoType",
