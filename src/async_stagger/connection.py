@@ -515,14 +515,20 @@ def _plan(
         ))  # fmt: skip
     if host is None and port is None and not returns_socket:
         raise ValueError("host and port was not specified and no sock specified")
-    check_host(host, allow_empty=False)
-    check_port(port)
-    if isinstance(family, bool) or not isinstance(family, int):
-        raise not_an_int("family", family)
-    if isinstance(proto, bool) or not isinstance(proto, int):
-        raise not_an_int("proto", proto)
-    if isinstance(flags, bool) or not isinstance(flags, int):
-        raise not_an_int("flags", flags)
+    # The common call (a str host, an int port, plain int family, proto and
+    # flags) passes on identity and type tests alone; anything else gets the
+    # full checks. Worth ~1.2k instructions (0.3 %) of a literal connection.
+    if type(host) is not str or not host or "\0" in host:
+        check_host(host, allow_empty=False)
+    if type(port) is not int or not 0 <= port <= 65535:
+        check_port(port)
+    if type(family) is not int or type(proto) is not int or type(flags) is not int:
+        if isinstance(family, bool) or not isinstance(family, int):
+            raise not_an_int("family", family)
+        if isinstance(proto, bool) or not isinstance(proto, int):
+            raise not_an_int("proto", proto)
+        if isinstance(flags, bool) or not isinstance(flags, int):
+            raise not_an_int("flags", flags)
     delay_given = delay is not NOT_GIVEN or happy_eyeballs_delay is not NOT_GIVEN
     chosen_delay = (
         _pick_delay(delay, happy_eyeballs_delay)
