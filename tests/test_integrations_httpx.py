@@ -247,3 +247,19 @@ async def test_a_read_that_gets_nothing_in_time_is_read_timeout(
             await stream.read(100, timeout=0.05)
     finally:
         await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"delay": -1}, ValueError),
+        ({"delay": "0.25"}, TypeError),
+        ({"resolver": 42}, TypeError),
+        ({"trace": 42}, TypeError),
+    ],
+)
+def test_backend_checks_its_options_when_made(
+    options: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=next(iter(options))):
+        HappyEyeballsBackend(**options)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar, cast
 
+from ._checks import check_callable, check_delay
 from ._types import Host, Port
 from .connection import (
     NOT_GIVEN,
@@ -77,16 +78,11 @@ class _Defaults:
         raise_exc_group: bool,
         trace: TraceCallback | None,
     ) -> None:
-        if not (delay is None or isinstance(delay, NotGiven)) and (
-            not isinstance(delay, int | float)
-            or isinstance(delay, bool)
-            or not delay >= 0
-        ):
-            raise ValueError(f"delay must be a non-negative number, got {delay!r}")
+        if not isinstance(delay, NotGiven):
+            check_delay("delay", delay)
         if not callable(resolver):
             raise TypeError(f"resolver must be callable, got {resolver!r}")
-        if trace is not None and not callable(trace):
-            raise TypeError(f"trace must be callable, got {trace!r}")
+        check_callable("trace", trace)
         self.delay = delay
         self.resolver = resolver
         self.raise_exc_group = raise_exc_group

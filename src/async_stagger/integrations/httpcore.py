@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import httpcore
 
+from .._checks import check_callable, check_delay
 from ..connection import Resolver, create_connection
 from ..defaults import CONNECTION_ATTEMPT_DELAY
 from ..resolvers import concurrent_resolver
@@ -329,10 +330,10 @@ class HappyEyeballsBackend(httpcore.AsyncNetworkBackend):
         resolver: Resolver = concurrent_resolver,
         trace: TraceCallback | None = None,
     ) -> None:
+        check_delay("delay", delay)
         if not callable(resolver):
             raise TypeError(f"resolver must be callable, got {resolver!r}")
-        if trace is not None and not callable(trace):
-            raise TypeError(f"trace must be callable, got {trace!r}")
+        check_callable("trace", trace)
         self._delay = delay
         self._resolver = resolver
         self._trace = trace
