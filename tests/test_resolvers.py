@@ -986,6 +986,35 @@ async def test_a_raising_tracer_costs_no_resolution_sharing_the_lookup_its_answe
 
 
 @pytest.mark.virtual_clock
+async def test_a_raising_tracer_is_reported_when_the_lookup_answers_at_once(
+    monkeypatch,
+):
+    # A lookup that never suspends has settled before the resolution
+    # listens (under the eager task factory, inside create_task): the
+    # resolution traces the answer itself, and must report a broken tracer
+    # as the lookup task would, not fail with it.
+    loop = asyncio.get_running_loop()
+
+    async def at_once(host: Any, port: Any, *, family: int = 0, **_: Any) -> Any:
+        if family == INET6:
+            raise socket.gaierror(socket.EAI_NONAME, "no AAAA")
+        return [(INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", at_once)
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+
+    def broken(event: TraceEvent) -> None:
+        if event.kind == "resolution_answered":
+            raise RuntimeError("the tracer broke")
+
+    with tracing(broken):
+        infos = await pull_all(concurrent_resolver("h", 80))
+    assert infos == at(0, "192.0.2.1")
+    assert [type(r["exception"]) for r in reported] == [RuntimeError]
+
+
+@pytest.mark.virtual_clock
 async def test_race_fed_by_the_resolver_closes_it_when_won():
     dns = FakeDNS({INET6: (0.01, V6), INET: (NEVER, None)})
     tried = []

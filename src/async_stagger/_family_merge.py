@@ -115,7 +115,16 @@ class _FamilyLookup:
             self.error = error
         try:
             if self._context is not None:
-                self._context.run(self._trace_answer)
+                try:
+                    self._context.run(self._trace_answer)
+                except Exception as exc:  # a trace callback that raised
+                    # Reported as a failing callback would be, whether the
+                    # answer came in a lookup task (shared with other
+                    # resolutions) or at once in this one's step: no
+                    # resolution misses the answer because a tracer broke.
+                    asyncio.get_running_loop().call_exception_handler(
+                        {"message": "error while reporting a lookup", "exception": exc}
+                    )
         finally:
             self._notify()
 

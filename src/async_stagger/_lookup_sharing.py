@@ -59,14 +59,9 @@ class _SharedLookup:
             _forget(self.table, self.key, self)
         listeners, self.listeners = self.listeners, []
         for listener in listeners:
-            try:
-                listener.answered(infos, error)
-            except Exception as exc:  # a trace callback that raised
-                # Reported as a failing callback would be, and no other
-                # resolution sharing this lookup misses the answer.
-                self.task.get_loop().call_exception_handler(
-                    {"message": "error while reporting a lookup", "exception": exc}
-                )
+            # A listener reports its own tracer's failures (it never raises
+            # them here), so every listener hears the answer.
+            listener.answered(infos, error)
 
     def leave(self) -> asyncio.Task[list[AddrInfo]] | None:
         """A waiter lost interest before the answer came. When it was the
