@@ -7,7 +7,7 @@ import asyncio
 import contextvars
 import math
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 from ._answers import _emit_order, _host_text, _no_addresses, _order, _unique
@@ -279,35 +279,78 @@ class _ConcurrentAnswers:
     _exact_length_hint = True
 
     async def __anext__(self) -> AddrInfo:
+        # One coroutine per address: the steps that need not wait are plain
+        # calls (each coroutine more costs ~1.5k instructions).
         if self._over:
             raise StopAsyncIteration
         try:
             if self._lookups is None:
-                await self._first_answer()
-            info = await self._next_address()
+                if self._start():
+                    # A lookup task not started eagerly takes its first
+                    # step in the next pass of the loop; stepping aside
+                    # behind it (instead of waiting to be woken, one pass
+                    # later) sees an immediate answer (a cache, a hosts
+                    # file) in that same pass: worth 14k instructions (3 %)
+                    # of a connection to a name (3.11).
+                    await asyncio.sleep(0)
+                lookups = self._lookups
+                assert lookups is not None
+                ipv6, ipv4 = lookups
+                if not (ipv6.infos or (ipv6.finished and ipv4.finished)):
+                    await self._first_answer(ipv6, ipv4)
+                self._begin_handing_out()
+            # Phase 2: hand out addresses one at a time. A lookup finishing
+            # meanwhile (RFC 8305 §6) re-sorts and re-interleaves what is
+            # left; what was handed out stays handed out.
+            unmerged = self._unmerged
+            while True:
+                if unmerged and (
+                    unmerged[0].finished or (len(unmerged) > 1 and unmerged[1].finished)
+                ):
+                    answers = []
+                    for lookup in [lookup for lookup in unmerged if lookup.finished]:
+                        unmerged.remove(lookup)
+                        infos = lookup.infos
+                        if lookup.family == socket.AF_INET and _nat64_applies(
+                            infos, self.nat64
+                        ):
+                            # RFC 8305 §7: no IPv4 route, so the IPv4
+                            # answers are reached through NAT64, sorted
+                            # among the rest.
+                            infos = await _synthesize(
+                                self.host, infos, self.nat64, self.getaddrinfo_async
+                            )
+                            self._system_sorted = False
+                        answers.append(infos)
+                    self._merge(answers)
+                tail = self._tail
+                if tail:
+                    info = tail.pop()
+                    if unmerged:
+                        self._not_tried.remove(info)
+                    self._handed_out.append(info[0])
+                    return info
+                if not unmerged:
+                    break  # every answer is in, every address handed out
+                await self._wait()
         except BaseException:
             # An error, a cancellation: nothing more to hand out, and no
             # lookup may outlive the iterator.
             await self._finish()
             raise
-        if info is None:
-            await self._finish()
-            if not self._handed_out:
-                raise _both_failed(
-                    self.host,
-                    {lookup.family: lookup.error for lookup in self._lookups or ()},
-                    self.raise_exc_group,
-                )
-            raise StopAsyncIteration
-        return info
+        await self._finish()
+        if not self._handed_out:
+            raise _both_failed(
+                self.host,
+                {lookup.family: lookup.error for lookup in self._lookups or ()},
+                self.raise_exc_group,
+            )
+        raise StopAsyncIteration
 
-    async def aclose(self) -> None:
+    def aclose(self) -> Awaitable[None]:
         """Closed early (the race was won): abandon the lookups still
         running and wait until they have stopped."""
-        if self._lookups is None:
-            self._over = True  # never started: nothing to stop
-        elif not self._over:
-            await self._finish()
+        return self._finish()
 
     def _notify(self) -> None:
         wake = self._wake
@@ -326,42 +369,38 @@ class _ConcurrentAnswers:
             if timer is not None:
                 timer.cancel()
 
-    async def _first_answer(self) -> None:
-        """Start both lookups, and wait for the first answer worth starting
-        with (phase 1)."""
+    def _start(self) -> bool:
+        """Start both lookups; return whether one is a task whose first
+        step is still to come."""
         loop = self._loop = asyncio.get_running_loop()
         host = self.host
         # RFC 8305 §3: both queries go out together, the AAAA query first.
         ipv6 = _FamilyLookup(socket.AF_INET6, host, self._notify)
         ipv4 = _FamilyLookup(socket.AF_INET, host, self._notify)
-        self._lookups = (ipv6, ipv4)
+        lookups = self._lookups = (ipv6, ipv4)
         self._unmerged = [ipv6, ipv4]  # answers not in the list yet
         self._handed_out: list[int] = []  # families, in order
         self._started_at = loop.time()
         if tracing_active():
-            for lookup in self._lookups:
+            for lookup in lookups:
                 emit("resolution_started", host=_host_text(host), family=lookup.family)
         delayed = False
-        for lookup in self._lookups:
+        for lookup in lookups:
             if lookup.start(
                 self.open_lookup, loop, self.getaddrinfo_async, self.port,
                 self.type, self.proto, self.flags,
             ):  # fmt: skip
                 delayed = True
-        if delayed and not (ipv6.finished and ipv4.finished):
-            # A lookup task not started eagerly takes its first step in the
-            # next pass of the loop; stepping aside behind it (instead of
-            # waiting to be woken, one pass later) sees an answer that is
-            # immediate (a cache, a hosts file) in that same pass: worth
-            # 14k instructions (3 %) of a connection to a name (3.11).
-            await asyncio.sleep(0)
+        return delayed and not (ipv6.finished and ipv4.finished)
 
-        # Phase 1, RFC 8305 §3: wait for the first answer worth starting
-        # with. IPv6 addresses go at once; IPv4 addresses wait up to the
-        # Resolution Delay for IPv6; a failure or an empty answer waits for
-        # the other family.
-        ipv4_answered_at: float | None = None
+    async def _first_answer(self, ipv6: _FamilyLookup, ipv4: _FamilyLookup) -> None:
+        """Phase 1, RFC 8305 §3: wait for the first answer worth starting
+        with. IPv6 addresses go at once; IPv4 addresses wait up to the
+        Resolution Delay for IPv6; a failure or an empty answer waits for
+        the other family."""
+        loop = self._loop
         resolution_delay = self.resolution_delay
+        ipv4_answered_at: float | None = None
         while not (ipv6.infos or (ipv6.finished and ipv4.finished)):
             if ipv4.infos:
                 if ipv4_answered_at is None:
@@ -371,7 +410,7 @@ class _ConcurrentAnswers:
                     if tracing_active():
                         emit(
                             "resolution_delay_expired",
-                            host=_host_text(host),
+                            host=_host_text(self.host),
                             family=socket.AF_INET6,
                             delay=resolution_delay,
                         )
@@ -380,7 +419,7 @@ class _ConcurrentAnswers:
             else:
                 await self._wait()
 
-        # Phase 2 (_next_address) hands out addresses one at a time.
+    def _begin_handing_out(self) -> None:
         self._seen: set[tuple[Any, ...]] = set()
         # Addresses known but not handed out, each family in its own
         # getaddrinfo order, families in the order they answered: the
@@ -388,44 +427,11 @@ class _ConcurrentAnswers:
         self._not_tried: list[AddrInfo] = []
         self._system_sorted = self.getaddrinfo_async is None
 
-    async def _next_address(self) -> AddrInfo | None:
-        """The next address to try, or ``None`` when there is none (phase
-        2). A lookup finishing meanwhile (RFC 8305 §6) re-sorts and
-        re-interleaves what is left; what was handed out stays handed out.
-        The tail is kept reversed, so that each pop is cheap."""
-        unmerged = self._unmerged
-        handed_out = self._handed_out
-        while True:
-            if unmerged and (
-                unmerged[0].finished or (len(unmerged) > 1 and unmerged[1].finished)
-            ):
-                await self._merge()
-            tail = self._tail
-            if tail:
-                info = tail.pop()
-                if unmerged:
-                    self._not_tried.remove(info)
-                handed_out.append(info[0])
-                return info
-            if not unmerged:
-                return None  # every answer is in, every address handed out
-            await self._wait()
-
-    async def _merge(self) -> None:
-        """Add the answers that are in to the addresses not tried, and order
-        those afresh."""
-        unmerged = self._unmerged
+    def _merge(self, answers: list[list[AddrInfo]]) -> None:
+        """Add *answers* to the addresses not tried, and order those afresh
+        (kept reversed, so that each pop from the front is cheap)."""
         not_tried = self._not_tried
-        host = self.host
-        nat64 = self.nat64
-        for lookup in [lookup for lookup in unmerged if lookup.finished]:
-            unmerged.remove(lookup)
-            infos = lookup.infos
-            if lookup.family == socket.AF_INET and _nat64_applies(infos, nat64):
-                # RFC 8305 §7: no IPv4 route, so the IPv4 answers are
-                # reached through NAT64, sorted among the rest.
-                infos = await _synthesize(host, infos, nat64, self.getaddrinfo_async)
-                self._system_sorted = False
+        for infos in answers:
             not_tried.extend(_unique(infos, self._seen))
         handed_out = self._handed_out
         tail = _order(
@@ -437,7 +443,7 @@ class _ConcurrentAnswers:
             history=self.history,
         )
         if not handed_out and tail and tracing_active():
-            _emit_order(host, tail, self.sorter, self.history)
+            _emit_order(self.host, tail, self.sorter, self.history)
         tail.reverse()
         self._tail = tail
 
@@ -445,11 +451,13 @@ class _ConcurrentAnswers:
         """Closed early (the race was won), cancelled, failed or done: no
         lookup may outlive the iterator, and none may leave an exception
         unretrieved."""
+        if self._over:
+            return
         self._over = True
         self._tail = []
         lookups = self._lookups
         if lookups is None:
-            return
+            return  # never started: nothing to stop
         if tracing_active():
             loop = self._loop
             for lookup in lookups:

@@ -101,14 +101,21 @@ def has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
     it. A ``getaddrinfo`` a program or a test put on the loop, or a loop
     class of its own, is called as it is.
     """
-    return getattr(loop.getaddrinfo, "__func__", None) is _abilities(loop).getaddrinfo
+    # _abilities inlined for the class already seen, as in connects_directly.
+    found = _by_class.get(type(loop))
+    if found is None:
+        found = _abilities(loop)
+    return getattr(loop.getaddrinfo, "__func__", None) is found.getaddrinfo
 
 
 def starts_tasks_eagerly(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether :func:`start_task` starts tasks eagerly on *loop*: where
     asyncio can, unless the loop has a task factory of its own, or a
     ``create_task`` of its own (either gets its way)."""
-    return _abilities(loop).eager and loop.get_task_factory() is None
+    found = _by_class.get(type(loop))
+    if found is None:
+        found = _abilities(loop)
+    return found.eager and loop.get_task_factory() is None
 
 
 def start_task(

@@ -152,28 +152,6 @@ def _sorter(sort: bool | SortAddresses) -> SortAddresses | None:
 # -- lookups: started, shared, run ---------------------------------------------------
 
 
-def _join_shared_lookup(
-    loop: asyncio.AbstractEventLoop,
-    host: Host,
-    port: Port,
-    family: int,
-    type: int,
-    proto: int,
-    flags: int,
-) -> _SharedLookup:
-    """The lookup in flight for these arguments, started if there is none;
-    the caller counts as one more waiter."""
-    key: _LookupKey = (host, port, family, type, proto, flags)
-    table = _in_flight_table(loop)
-    shared = table.get(key) if table is not None else None
-    if shared is None:
-        shared = _start_lookup(loop, None, table, key)
-        if table is not None and not shared.settled:
-            table[key] = shared
-    shared.waiters += 1
-    return shared
-
-
 def _start_lookup(
     loop: asyncio.AbstractEventLoop,
     getaddrinfo_async: GetaddrinfoAsync | None,
@@ -268,7 +246,7 @@ async def shared_getaddrinfo(
     .. versionadded:: 1.0
     """
     loop = asyncio.get_running_loop()
-    shared = _join_shared_lookup(loop, host, port, family, type, proto, flags)
+    shared = _open_family_lookup(loop, None, host, port, family, type, proto, flags)
     if not shared.settled:
         answered = loop.create_future()
 
@@ -303,14 +281,21 @@ def _open_family_lookup(
     proto: int,
     flags: int,
 ) -> _SharedLookup:
-    """One family's lookup for a concurrent resolution: the shared one for
-    the system's ``getaddrinfo``, one of its own for a custom
-    *getaddrinfo_async*; the caller counts as its waiter."""
-    if getaddrinfo_async is None:
-        return _join_shared_lookup(loop, host, port, family, type, proto, flags)
+    """A lookup for these arguments, the caller counting as one more
+    waiter: for the system's ``getaddrinfo``, the identical one in flight
+    if there is one, else a new one offered to the next callers; for a
+    custom *getaddrinfo_async*, one of its own."""
     key: _LookupKey = (host, port, family, type, proto, flags)
-    shared = _start_lookup(loop, getaddrinfo_async, None, key)
-    shared.waiters = 1
+    if getaddrinfo_async is not None:
+        shared = _start_lookup(loop, getaddrinfo_async, None, key)
+    else:
+        table = _in_flight_table(loop)
+        shared = table.get(key) if table is not None else None  # type: ignore[assignment]
+        if shared is None:
+            shared = _start_lookup(loop, None, table, key)
+            if table is not None and not shared.settled:
+                table[key] = shared
+    shared.waiters += 1
     return shared
 
 
