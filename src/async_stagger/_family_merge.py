@@ -258,7 +258,7 @@ class _ConcurrentAnswers:
         self.nat64 = nat64
         self.history = history
         self.open_lookup = open_lookup
-        self._lookups: tuple[_FamilyLookup, _FamilyLookup] | None = None
+        self._lookups: tuple[_FamilyLookup, ...] | None = None
         self._over = False
         self._tail: list[AddrInfo] = []  # not tried, in the order to try them
         self._wake: asyncio.Future[None] | None = None
@@ -420,7 +420,7 @@ class _ConcurrentAnswers:
                 await self._wait()
 
     def _begin_handing_out(self) -> None:
-        self._seen: set[tuple[Any, ...]] = set()
+        self._seen: set[tuple[Any, ...]] | None = set()
         # Addresses known but not handed out, each family in its own
         # getaddrinfo order, families in the order they answered: the
         # "original order" of RFC 6724 rule 10.
@@ -431,8 +431,10 @@ class _ConcurrentAnswers:
         """Add *answers* to the addresses not tried, and order those afresh
         (kept reversed, so that each pop from the front is cheap)."""
         not_tried = self._not_tried
+        seen = self._seen
+        assert seen is not None  # let go only once nothing is left to merge
         for infos in answers:
-            not_tried.extend(_unique(infos, self._seen))
+            not_tried.extend(_unique(infos, seen))
         handed_out = self._handed_out
         tail = _order(
             not_tried,
@@ -446,6 +448,14 @@ class _ConcurrentAnswers:
             _emit_order(self.host, tail, self.sorter, self.history)
         tail.reverse()
         self._tail = tail
+        if not self._unmerged and tail:
+            # Every answer is in and an address is about to be handed out:
+            # nothing will be merged, nor reported as failed, any more. What
+            # only served that is let go while the attempts run: 0.9 kB per
+            # connection in flight (3.13, benchmarks/memory.py).
+            self._lookups = ()
+            self._seen = None
+            self._not_tried.clear()
 
     async def _finish(self) -> None:
         """Closed early (the race was won), cancelled, failed or done: no
