@@ -7,12 +7,14 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import operator
 import socket
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -1432,3 +1434,21 @@ async def test_a_name_resolution_tells_the_race_exactly_what_is_left_once_all_is
     assert operator.length_hint(stream) == 0  # both in, all handed out
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
+
+
+def test_the_lookups_table_of_a_loop_that_is_gone_is_let_go():
+    class Entry:
+        pass
+
+    loop = asyncio.new_event_loop()
+    table = _lookup_sharing._in_flight_table(loop)
+    assert table is not None
+    assert _lookup_sharing._in_flight_table(loop) is table  # kept at hand
+    entry = Entry()
+    table[("h", 80, 0, 0, 0, 0)] = entry  # type: ignore[assignment]
+    entry_ref = weakref.ref(entry)
+    loop.close()
+    del loop, table, entry
+    gc.collect()
+    assert entry_ref() is None
+    assert _lookup_sharing._last_table is None

@@ -129,10 +129,18 @@ def _in_flight_table(
         table = _in_flight.get(loop)
         if table is None:
             table = _in_flight[loop] = {}
-        _last_table = (weakref.ref(loop), table)
+        _last_table = (weakref.ref(loop, _drop_last_table), table)
     except TypeError:  # a loop that cannot be weakly referenced: no sharing
         return None
     return table
+
+
+def _drop_last_table(gone: weakref.ref[asyncio.AbstractEventLoop]) -> None:
+    # The loop is gone: its table must not outlive it here either.
+    global _last_table
+    last = _last_table
+    if last is not None and last[0] is gone:
+        _last_table = None
 
 
 def _forget(
