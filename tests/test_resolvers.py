@@ -1452,3 +1452,15 @@ def test_the_lookups_table_of_a_loop_that_is_gone_is_let_go():
     gc.collect()
     assert entry_ref() is None
     assert _lookup_sharing._last_table is None
+
+
+@pytest.mark.virtual_clock
+async def test_closing_a_resolution_another_task_waits_on_ends_that_wait():
+    dns = FakeDNS({INET6: (NEVER, V6[:1]), INET: (NEVER, V4[:1])})
+    stream = concurrent_resolver("name.test", 80, getaddrinfo_async=dns)
+    pulling = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.1)
+    await stream.aclose()  # type: ignore[attr-defined]
+    with pytest.raises(StopAsyncIteration):
+        await pulling
+    assert sorted(dns.cancelled) == [INET, INET6]

@@ -522,9 +522,10 @@ def concurrent_resolver(
     Returns:
         An async iterator with ``aclose`` of getaddrinfo 5-tuples
         ``(family, type, proto, canonname, sockaddr)``, without duplicates:
-        an async generator for a name; for an IP literal or ``None``, a
-        plain iterator that also reports how many addresses are left
-        (``__length_hint__``).
+        for an IP literal, ``None`` or a name looked up in both families, a
+        plain iterator that also reports how many addresses are left once
+        every answer is in (``__length_hint__``); an async generator for a
+        name looked up in one family.
 
     Raises:
         TypeError: an argument has the wrong type (raised by the call).
