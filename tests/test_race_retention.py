@@ -1,4 +1,4 @@
-"""staggered_race keeps only outcomes: what a finished race leaves alive.
+"""staggered_race keeps only outcomes: what a finished race holds, and keeps alive.
 
 A race's result keeps every attempt's exception, traceback and frames, so a
 race of many attempts must keep nothing else per attempt (no task, no
@@ -111,3 +111,25 @@ async def test_a_failed_attempt_keeps_its_own_traceback() -> None:
         assert frames == ["connect"], index
         assert exc.__traceback__ is not None
         assert exc.__traceback__.tb_frame.f_locals == {"address": f"10.0.0.{index}"}
+
+
+async def test_an_attempt_cancelled_before_it_ran_is_recorded_as_cancelled() -> None:
+    async def wins_after_two_steps() -> str:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return "won"
+
+    async def would_hang() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    winner, index, exceptions, aiter_exc = await staggered_race(
+        [wins_after_two_steps, would_hang], 0
+    )
+    assert (winner, index, aiter_exc) == ("won", 0, None)
+    # Where tasks start lazily, attempt 1's task is cancelled before its
+    # first step; where they start eagerly, while it waits. Either way its
+    # slot says it was cancelled.
+    assert len(exceptions) == 2
+    assert exceptions[0] is None
+    assert isinstance(exceptions[1], asyncio.CancelledError)
