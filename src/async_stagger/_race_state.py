@@ -54,8 +54,9 @@ start finishes inside the call that started its task: if that call went
 through Python functions (a ``start_task`` helper, a ``_start`` method),
 each failure would keep their frames too, with the task, its context and
 the coroutine in their locals (nine objects per failed attempt instead of
-four; the cost per attempt grew 2.3-3x from 1,000 to 100,000 attempts on
-3.13). So the driver starts each task itself, through a starter built in C
+four: the cost per attempt grew 2.7-3.6x from 1,000 to 100,000 attempts,
+now 1.35x on 3.13, see ``benchmarks/race_scaling.py``). So the driver
+starts each task itself, through a starter built in C
 (:func:`~async_stagger._loop_abilities.task_starter`): a failed attempt's
 frame then leads only to the driver's, which all attempts share.
 """

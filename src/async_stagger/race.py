@@ -57,12 +57,11 @@ Where each part lives
 ~~~~~~~~~~~~~~~~~~~~~
 This module is the public face: :func:`staggered_race` and the checks of
 its arguments. Behind it, one job per module, each telling its part in
-prose: :mod:`async_stagger._race_state` (the state machine: who starts
-when, who wins, attempt 0 in the caller's task and the cancel request it
-may have to take back), :mod:`async_stagger._race_stop` (how every exit
-stops, waits for and closes everything), :mod:`async_stagger._race_source`
-(reading the source and calling its items; which length hints are
-believed).
+prose: ``_race_state`` (the state machine: who starts when, who wins,
+attempt 0 in the caller's task and the cancel request it may have to take
+back, what a failed attempt leaves behind), ``_race_stop`` (how every exit
+stops, waits for and closes everything) and ``_race_source`` (reading the
+source and calling its items; which length hints are believed).
 """
 
 from __future__ import annotations
