@@ -1,4 +1,4 @@
-"""How the race reads its source: iterate it, count what is left, call each item.
+"""What the race may believe of its source: what is left in it, what an item gives.
 
 The race (:mod:`async_stagger.race`) pulls one item at a time, only when
 the next attempt is due, from an iterable or an async iterable; each item is
