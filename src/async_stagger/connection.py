@@ -451,7 +451,7 @@ async def open_connection(
     running = plan.loop
     reader = asyncio.StreamReader(limit=limit, loop=running)
     protocol = asyncio.StreamReaderProtocol(reader, loop=running)
-    transport, _ = await make_connection(plan, lambda: protocol)
+    transport, _ = await make_connection(plan, lambda: protocol, True)
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
 
