@@ -111,7 +111,7 @@ def describe_error(exc: BaseException) -> Any:
 async def failure_of(connect: Connect, host: str, port: int, **options: Any) -> Any:
     try:
         result = await connect(host, port, **options)
-    except BaseException as exc:  # noqa: BLE001 - compared, not swallowed
+    except BaseException as exc:
         return describe_error(exc)
     await close(result)
     pytest.fail(f"connecting to {host} port {port} succeeded")
@@ -131,13 +131,15 @@ async def close(result: Any) -> None:
 def sock_of(result: Any) -> Any:
     if isinstance(result, socket.socket):
         return result
-    transport = result[1].transport if isinstance(result[1], asyncio.StreamWriter) else result[0]
+    transport = (
+        result[1].transport
+        if isinstance(result[1], asyncio.StreamWriter)
+        else result[0]
+    )
     return transport.get_extra_info("socket")
 
 
-async def connection_of(
-    connect: Connect, endpoint: Endpoint, **options: Any
-) -> Any:
+async def connection_of(connect: Connect, endpoint: Endpoint, **options: Any) -> Any:
     """What a caller can see of a connection: the peer, the local address's
     family, TCP_NODELAY, and the kinds of objects returned."""
     result = await connect(endpoint.host, endpoint.port, **options)
@@ -176,11 +178,13 @@ async def test_a_lone_literal_takes_no_race_and_a_traced_one_does(
     assert spy.by_address == (1 if by_address else 0)
 
 
-async def test_two_addresses_and_local_addresses_still_race(
-    lab: Lab, spy: Spy
-) -> None:
+async def test_two_addresses_and_local_addresses_still_race(lab: Lab, spy: Spy) -> None:
     working = lab.working()
-    await close(await open_connection(working.host, working.port, local_addrs=[("127.0.0.1", 0)]))
+    await close(
+        await open_connection(
+            working.host, working.port, local_addrs=[("127.0.0.1", 0)]
+        )
+    )
     await close(await open_connection("localhost", working.port, delay=0))
     assert spy.races == 2
     assert spy.by_address == 0
@@ -204,7 +208,7 @@ async def test_an_ipv6_address_with_a_scope_id_is_not_given_to_uvloop(
         ]
 
     monkeypatch.setattr(socket, "getaddrinfo", scoped)
-    reader, writer = await open_connection("::1", working.port)
+    _, writer = await open_connection("::1", working.port)
     writer.close()
     await writer.wait_closed()
     assert spy.by_address == 0
@@ -226,10 +230,14 @@ async def test_a_refused_lone_literal_fails_as_the_race_fails(
     connect = FUNCTIONS[name]
     options = {"raise_exc_group": group}
     alone = await failure_of(connect, refusing.host, refusing.port, **options)
-    raced = await failure_of(connect, refusing.host, refusing.port, **options, **traced())
+    raced = await failure_of(
+        connect, refusing.host, refusing.port, **options, **traced()
+    )
     assert spy.races == 1
     assert alone == raced
-    expected = (ExceptionGroup, ConnectionRefusedError) if group else (ConnectionRefusedError,)
+    expected = (
+        (ExceptionGroup, ConnectionRefusedError) if group else (ConnectionRefusedError,)
+    )
     assert alone[0] is expected[0]
 
 
@@ -262,7 +270,7 @@ async def test_a_blackholed_lone_literal_times_out_as_the_race_does(
         try:
             async with asyncio.timeout(0.1):
                 await connect(blackholed.host, blackholed.port, **options)
-        except BaseException as exc:  # noqa: BLE001 - compared, not swallowed
+        except BaseException as exc:
             outcomes.append((describe_error(exc), me.cancelling()))
     assert spy.races == 1
     assert outcomes[0] == outcomes[1]
@@ -278,13 +286,15 @@ async def test_a_cancelled_lone_literal_is_cancelled_as_the_race_is(
     connect = FUNCTIONS[name]
     outcomes = []
     for options in ({}, traced()):
-        task = asyncio.ensure_future(connect(blackholed.host, blackholed.port, **options))
+        task = asyncio.ensure_future(
+            connect(blackholed.host, blackholed.port, **options)
+        )
         await asyncio.sleep(0.05)
         assert not task.done()  # the SYN was dropped: still connecting
         task.cancel("stop")
         try:
             await task
-        except BaseException as exc:  # noqa: BLE001 - compared, not swallowed
+        except BaseException as exc:
             outcomes.append(describe_error(exc))
     assert spy.races == 1
     assert outcomes[0] == outcomes[1]
@@ -329,7 +339,9 @@ async def test_a_connect_step_cancelling_its_caller_ends_as_in_the_race(
     assert outcomes[0] == outcomes[1]
     if outcome == "cancelled_error":
         # The attempt's failure, told with its address.
-        assert outcomes[0][0][3] == [f"while connecting to {working.host}:{working.port}"]
+        assert outcomes[0][0][3] == [
+            f"while connecting to {working.host}:{working.port}"
+        ]
 
 
 async def test_a_users_protocol_factory_is_called_only_once_connected(
@@ -413,4 +425,5 @@ def test_an_error_connect_gives_at_once_reads_as_in_the_race(
     alone, alone_group, raced, raced_group = json.loads(done.stdout)
     assert alone == raced
     assert alone_group == raced_group
-    assert alone[0] == "OSError" and "Connect call failed" not in alone[2]
+    assert alone[0] == "OSError"
+    assert "Connect call failed" not in alone[2]

@@ -3,8 +3,9 @@
 Four of the library's shortcuts depend on the loop: connecting a socket
 without ``loop.sock_connect`` (see ``_attempts._connect_when_writable``),
 handing a lone IP literal to uvloop's own ``create_connection`` (see
-``_make_connection._open_by_address``), looking names up in our own daemon threads instead of ``loop.getaddrinfo``
-(see :mod:`async_stagger._lookup_threads`), and starting tasks eagerly. Each
+``_make_connection._open_by_address``), looking names up in our own daemon
+threads instead of ``loop.getaddrinfo`` (see
+:mod:`async_stagger._lookup_threads`), and starting tasks eagerly. Each
 is taken only where the loop's method is asyncio's own or uvloop's, since a
 loop class (or a program, or a test) that brings its own gets its way.
 
@@ -114,8 +115,7 @@ def connects_by_address(loop: asyncio.AbstractEventLoop) -> bool:
         found = _abilities(loop)
     return (
         found.create_connection is not _NONE
-        and getattr(loop.create_connection, "__func__", None)
-        is found.create_connection
+        and getattr(loop.create_connection, "__func__", None) is found.create_connection
         and getattr(loop.sock_connect, "__func__", None) is found.sock_connect
     )
 

@@ -5,9 +5,13 @@ Every public connection function ends here with its
 plan's resolver, the attempts (:mod:`async_stagger._attempts`) race in
 :func:`~async_stagger.race._race_on_loop`, and the winner is returned as a
 socket or handed to the loop for a transport (with TLS, see
-:mod:`async_stagger._tls_attempt`). It is one coroutine for all three
-functions: every coroutine between the caller and the socket's ``connect``
-is paid for again each time the connection waits.
+:mod:`async_stagger._tls_attempt`). One IP address with nothing to race
+(no tracer, no local addresses, no TLS race) is its attempt alone
+(:func:`_alone`), or on uvloop, for ``open_connection``, uvloop's own
+connection to it (:func:`_open_by_address`), each ending as the race would.
+It is one coroutine for all three functions: every coroutine between the
+caller and the socket's ``connect`` is paid for again each time the
+connection waits.
 
 Every socket an attempt creates is recorded until it is either returned to
 the caller or closed. The race may drop a winner it found just as the caller
@@ -302,9 +306,7 @@ async def _open_by_address(
         error = OSError(error.errno, f"Connect call failed {address}")
     attempts = _Attempts(loop, _DirectAnswer(None, []), None)
     attempts.addresses.append((address, None))
-    raise failure(
-        plan.host, plan.port, attempts, [error], None, plan.raise_exc_group
-    )
+    raise failure(plan.host, plan.port, attempts, [error], None, plan.raise_exc_group)
 
 
 def _scope_id(address: tuple[Any, ...]) -> int:
