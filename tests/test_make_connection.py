@@ -427,3 +427,57 @@ def test_an_error_connect_gives_at_once_reads_as_in_the_race(
     assert alone_group == raced_group
     assert alone[0] == "OSError"
     assert "Connect call failed" not in alone[2]
+
+
+# -- TLS ---------------------------------------------------------------------------
+
+
+async def test_tls_on_a_lone_literal_without_a_tls_race_is_as_in_the_race(
+    lab: Lab, spy: Spy
+) -> None:
+    # race_tls=False: TLS runs on the TCP winner, raced or alone.
+    server = lab.working("127.0.0.5", tls=True)
+    hung = lab.hung_tls("127.0.0.4")
+    seen = []
+    for options in ({}, traced()):
+        _, writer = await open_connection(
+            server.host,
+            server.port,
+            ssl=lab.client_ssl_context(),
+            race_tls=False,
+            **options,
+        )
+        seen.append(
+            (
+                writer.get_extra_info("peername")[:2],
+                writer.get_extra_info("ssl_object") is not None,
+            )
+        )
+        writer.close()
+        await writer.wait_closed()
+        try:
+            await open_connection(
+                hung.host,
+                hung.port,
+                ssl=lab.client_ssl_context(),
+                server_hostname="localhost",
+                ssl_handshake_timeout=0.1,
+                race_tls=False,
+                **options,
+            )
+        except (TimeoutError, ConnectionAbortedError) as exc:
+            seen.append(describe_error(exc))
+    assert spy.races == 2
+    assert spy.by_address == 0
+    assert seen[:2] == seen[2:]
+    assert seen[0] == ((server.host, server.port), True)
+
+
+async def test_a_tls_race_of_one_literal_still_races(lab: Lab, spy: Spy) -> None:
+    server = lab.working("127.0.0.5", tls=True)
+    _, writer = await open_connection(
+        server.host, server.port, ssl=lab.client_ssl_context()
+    )
+    writer.close()
+    await writer.wait_closed()
+    assert spy.races == 1
