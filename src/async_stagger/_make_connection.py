@@ -22,6 +22,7 @@ path (failure, cancellation, ``asyncio.timeout``) leaves a descriptor open.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -281,7 +282,7 @@ async def _open_by_address(
       words; one ``connect()`` gave at once has the system's words in both.
       (uvloop reports an immediate ``ECONNREFUSED`` only later, which Linux
       never gives at once to a non-blocking TCP socket.)
-    * Telling the two apart costs a callback scheduled and cancelled (~2.5k
+    * Telling the two apart costs a callback scheduled and cancelled (~1.5k
       instructions) on every connection.
     * The error is then told as the race tells a lone attempt's
       (:func:`~async_stagger._failure.failure`: its address as a note, in a
@@ -290,9 +291,11 @@ async def _open_by_address(
     """
     loop = plan.loop
     family, _, proto, _, address = info
-    # Whether the connection waited, i.e. the loop went round once.
+    # Whether the connection waited, i.e. the loop went round once. (The mark
+    # runs no code of anyone's: in an empty context of its own, call_soon
+    # copies none, ~1.8k instructions less.)
     waited: list[None] = []
-    mark = loop.call_soon(waited.append, None)
+    mark = loop.call_soon(waited.append, None, context=_NO_CONTEXT)
     error: Exception
     try:
         return await loop.create_connection(
@@ -307,6 +310,9 @@ async def _open_by_address(
     attempts = _Attempts(loop, _DirectAnswer(None, []), None)
     attempts.addresses.append((address, None))
     raise failure(plan.host, plan.port, attempts, [error], None, plan.raise_exc_group)
+
+
+_NO_CONTEXT = contextvars.Context()
 
 
 def _scope_id(address: tuple[Any, ...]) -> int:
