@@ -26,7 +26,7 @@ from async_stagger.connection import (
     create_connection,
     open_connection,
 )
-from async_stagger.history import ConnectionHistory
+from async_stagger.history import SHARED, ConnectionHistory, shared_history
 from lab import Endpoint, Lab, Namespace, ipv6_loopback_available
 
 needs_ipv6 = pytest.mark.skipif(
@@ -60,6 +60,16 @@ class Spy:
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
     return Spy(monkeypatch)
+
+
+def answers(*endpoints: Endpoint) -> Any:
+    """A resolver of our own answering *endpoints* at once (the race)."""
+
+    async def resolver(host: Any, port: Any, **_: Any) -> Any:
+        for endpoint in endpoints:
+            yield endpoint.addrinfo
+
+    return resolver
 
 
 def on_uvloop() -> bool:
@@ -366,20 +376,24 @@ async def test_a_users_protocol_factory_is_called_only_once_connected(
 async def test_a_lone_literal_leaves_the_history_as_the_race_does(
     lab: Lab, spy: Spy, ok: bool
 ) -> None:
-    # An IP literal is left out of the history, raced or not.
+    # An IP literal is left out of the history, raced or not (the shared
+    # one included); the same address from a resolver is recorded.
     endpoint = lab.working() if ok else lab.refusing()
-    for options in ({}, traced()):
-        history = ConnectionHistory()
+    shared = shared_history()
+
+    async def learned(**options: Any) -> int:
+        history = options.setdefault("history", ConnectionHistory())
         try:
-            await close(
-                await open_connection(
-                    endpoint.host, endpoint.port, history=history, **options
-                )
-            )
+            await close(await open_connection(endpoint.host, endpoint.port, **options))
         except ConnectionRefusedError:
             assert not ok
-        assert len(history) == 0
+        return len(shared if history is SHARED else history)
+
+    assert await learned(history=SHARED) == 0  # the default
+    assert await learned(**traced()) == 0
+    assert await learned(history=shared) == 0
     assert spy.races == 1
+    assert await learned(resolver=answers(endpoint)) == 1
 
 
 # -- an error connect() gives at once ---------------------------------------------
