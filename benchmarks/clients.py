@@ -37,11 +37,13 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -73,9 +75,21 @@ async def http(reader, writer):
         pass
     writer.close()
 
+async def http_keep_alive(reader, writer):
+    try:
+        while True:
+            await reader.readuntil(b"\\r\\n\\r\\n")
+            writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+            await writer.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    writer.close()
+
 async def main():
     http_server = await asyncio.start_server(http, HOST, 0, backlog=1024)
     ports = {"http": http_server.sockets[0].getsockname()[1]}
+    kept = await asyncio.start_server(http_keep_alive, HOST, 0, backlog=1024)
+    ports["http-keep-alive"] = kept.sockets[0].getsockname()[1]
     try:
         from websockets.asyncio.server import serve
     except ImportError:
@@ -202,6 +216,9 @@ class _Answers:
     answers: ClassVar[dict[int, list[str]]] = {}  # port -> addresses
     #: False inside the namespace: the real getaddrinfo answers there.
     scripted: ClassVar[bool] = True
+    #: Answer on the loop, with no thread (the instruction counts: only the
+    #: client's own work is counted, and callgrind counts one thread).
+    instant: ClassVar[bool] = False
 
     async def getaddrinfo(
         self, host: Any, port: Any, *, family: int = 0, type: int = 0, **kw: Any
@@ -222,6 +239,8 @@ class _Answers:
                     socket.EAI_NONAME, f"{host!r}: not scripted"
                 ) from None
             return await real(host, port, family=family, type=type, **kw)  # type: ignore[no-any-return]
+        if self.instant:
+            return self._answer(int(port), family)
         # In the default executor, as asyncio's own getaddrinfo runs: the
         # thread hop is part of what a lookup costs either way.
         loop: Any = self
@@ -276,9 +295,12 @@ class Session:
     """A client kept across requests (as a program keeps one), each request
     on a new connection (the server closes every connection)."""
 
-    def __init__(self, kind: str, ours: bool) -> None:
+    def __init__(self, kind: str, ours: bool, *, keep_alive: bool = False) -> None:
         self.kind = kind
         self.ours = ours
+        #: Connections reused (a server that keeps them open): what a
+        #: program sees per request once its connections are made.
+        self.port = "http-keep-alive" if keep_alive else "http"
         self.client: Any = None
 
     async def __aenter__(self) -> Session:
@@ -287,7 +309,7 @@ class Session:
 
             from async_stagger.integrations.aiohttp import HappyEyeballsResolver
 
-            options: dict[str, Any] = {"force_close": True}
+            options: dict[str, Any] = {"force_close": self.port == "http"}
             if self.kind == "aiohttp (no cache)":
                 # Every request resolves, as on a DNS cache miss.
                 options["use_dns_cache"] = False
@@ -312,7 +334,7 @@ class Session:
             await self.client.close()
 
     async def request(self, ports: dict[str, int]) -> None:
-        url = f"http://{TARGET}:{ports['http']}/"
+        url = f"http://{TARGET}:{ports[self.port]}/"
         if self.kind.startswith("aiohttp"):
             async with self.client.get(url) as response:
                 await response.content.read(1)
@@ -474,6 +496,161 @@ def broken(ports: dict[str, int], args: argparse.Namespace, scenario: str) -> No
     _Answers.answers.clear()
 
 
+# -- instruction counts (callgrind) -----------------------------------------------
+
+LITERAL = "127.0.0.1"
+#: Requests before the counted ones: imports, caches and first-call work
+#: done, connection pools filled.
+WARM_UP = 20
+#: What each client is counted on: (workload, target, connection reused).
+#: A new connection per request is where the integrations work; a reused
+#: one (aiohttp and httpx keep-alive, one redis client for every command)
+#: is what a program sees per request once its connections exist.
+COUNTED: dict[str, list[tuple[str, str, bool]]] = {
+    "streams": [("IP literal", LITERAL, False), ("name", NAME, False)],
+    "websockets": [("IP literal", LITERAL, False), ("name", NAME, False)],
+    "redis": [
+        ("IP literal", LITERAL, False),
+        ("name", NAME, False),
+        ("name, reused", NAME, True),
+    ],
+    "aiohttp": [
+        ("IP literal", LITERAL, False),
+        ("name (DNS cache)", NAME, False),
+        ("name, keep-alive", NAME, True),
+    ],
+    "aiohttp (no cache)": [("name", NAME, False)],
+    "httpx": [
+        ("IP literal", LITERAL, False),
+        ("name", NAME, False),
+        ("name, keep-alive", NAME, True),
+    ],
+}
+#: The C function the counted requests run inside (``operator.call``, new in
+#: 3.11 and used by none of the clients): callgrind collects only while it
+#: runs (``--toggle-collect``) and writes one dump per call
+#: (``--dump-after``), so one process counts every workload of one client
+#: and the imports and warm-up are never counted.
+COUNTED_CALL = "_operator_call"
+
+
+class _RedisClient:
+    """One redis client for every command: its pooled connection reused."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+
+    async def request(self, ports: dict[str, int]) -> None:
+        if self.client is None:
+            import redis.asyncio
+
+            self.client = redis.asyncio.Redis(host=TARGET, port=ports["redis"])
+        await self.client.ping()
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+async def _requests(request: Request, ports: dict[str, int], count: int) -> None:
+    for _ in range(count):
+        await request(ports)
+
+
+def instruction_worker(
+    kind: str, ours: bool, ports: dict[str, int], count: int
+) -> None:
+    """Run each workload of *kind*: a warm-up, then *count* counted requests."""
+    import operator
+
+    global TARGET
+    _Answers.instant = True
+    factory = OurLoop if ours and kind in ON_LOOP else PlainLoop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        for _, target, reused in COUNTED[kind]:
+            TARGET = target
+            close: Callable[[], Awaitable[None]] | None = None
+            if kind == "redis" and reused:
+                redis_client = _RedisClient()
+                request: Request = redis_client.request
+                close = redis_client.aclose
+            elif kind in ON_LOOP:
+                request = ON_LOOP[kind]
+            else:
+                session = Session(kind, ours, keep_alive=reused)
+                runner.run(session.__aenter__())
+                request = session.request
+                close = session.__aexit__
+            runner.run(_requests(request, ports, WARM_UP))
+            operator.call(runner.run, _requests(request, ports, count))
+            if close is not None:
+                runner.run(close())
+
+
+def instructions(
+    kind: str, ours: bool, ports: dict[str, int], count: int
+) -> list[float]:
+    """Machine instructions per request of each workload of *kind*."""
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / "callgrind.out"
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                "--collect-atstart=no",
+                f"--toggle-collect={COUNTED_CALL}",
+                f"--dump-after={COUNTED_CALL}",
+                sys.executable,
+                __file__,
+                "--instruction-worker",
+                json.dumps([kind, ours, ports, count]),
+            ],
+            capture_output=True,
+            text=True,
+            # One hash seed: dict layouts, and so the counts, repeat exactly.
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-3000:])
+        totals = []
+        for part in range(1, len(COUNTED[kind]) + 1):
+            text = Path(f"{out}.{part}").read_text()
+            found = re.search(r"^totals: (\d+)", text, re.MULTILINE)
+            assert found is not None, text[:2000]
+            totals.append(int(found.group(1)) / count)
+        return totals
+
+
+def measure_instructions(
+    ports: dict[str, int], count: int, clients: list[str] | None
+) -> None:
+    if shutil.which("valgrind") is None:
+        print("instruction counts: valgrind is not installed, skipped")
+        return
+    print(
+        f"machine instructions per request (callgrind; {count} counted requests"
+        f" after {WARM_UP} of warm-up; names through an instant scripted"
+        " getaddrinfo)"
+    )
+    print(f"  {'client':<20}{'workload':<20}{'without':>10}{'with':>10}{'ratio':>9}")
+    for kind in clients or list(COUNTED):
+        reason = available(kind, ports)
+        if reason is not None:
+            print(f"  {kind:<20}skipped: {reason}")
+            continue
+        without = instructions(kind, False, ports, count)
+        with_ = instructions(kind, True, ports, count)
+        for (workload, _, _), plain, ours in zip(
+            COUNTED[kind], without, with_, strict=True
+        ):
+            print(
+                f"  {kind:<20}{workload:<20}{plain / 1000:>9.1f}k{ours / 1000:>9.1f}k"
+                f"{ours / plain:>8.3f}x",
+                flush=True,
+            )
+
+
 # -- AAAA lost, inside a network namespace -----------------------------------------
 
 _INSIDE = """
@@ -562,6 +739,22 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["happy", "blackholed", "refused", "aaaa"], default=None
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        nargs="?",
+        const=100,
+        metavar="N",
+        help="count machine instructions per request under callgrind instead"
+        " (N counted requests per workload, default 100)",
+    )
+    parser.add_argument(
+        "--client",
+        action="append",
+        choices=list(COUNTED),
+        help="with --instructions: only this client (repeatable)",
+    )
+    parser.add_argument("--instruction-worker", help=argparse.SUPPRESS)
     parser.add_argument("--inside-netns", help=argparse.SUPPRESS)
     parser.add_argument("--serve-netns", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -571,7 +764,15 @@ def main() -> None:
     if args.inside_netns:
         inside_netns(json.loads(args.inside_netns), args.give_up)
         return
+    if args.instruction_worker:
+        kind, ours, ports, count = json.loads(args.instruction_worker)
+        instruction_worker(kind, ours, ports, count)
+        return
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    if args.instructions:
+        with servers("127.0.0.1") as ports:
+            measure_instructions(ports, args.instructions, args.client)
+        return
     with servers("127.0.0.1") as ports:
         if args.only in (None, "happy"):
             happy_path(ports, args, "127.0.0.1")
