@@ -11,102 +11,39 @@ through the lab's scripted ``getaddrinfo``.
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import os
-import pwd
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from async_stagger import TraceEvent
 from lab import Endpoint, Lab
+from lab.postgres import USER, PostgresUnavailable, postgres_server
 from test_eventloop import FACTORIES, QUICK, attempts, run
 
 asyncpg = pytest.importorskip("asyncpg")
 
-USER = "test"
-
-
-def postgres_bin_dir() -> Path | None:
-    """Where ``pg_ctl`` and ``initdb`` are: on PATH, or Debian's
-    ``/usr/lib/postgresql/<version>/bin`` (newest version)."""
-    pg_ctl = shutil.which("pg_ctl")
-    if pg_ctl is not None:
-        return Path(pg_ctl).parent
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-        key=lambda path: int(Path(path).parts[-3]),
-    )
-    return Path(found[-1]).parent if found else None
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (.ci/run installs postgresql)")
-    pytest.skip(f"{reason} (apt-get install postgresql)")
-
-
-def server_user() -> dict[str, Any]:
-    """Keywords for :class:`subprocess.Popen` that run PostgreSQL's tools as
-    the ``postgres`` system user when we are root, as ourselves otherwise."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        account = pwd.getpwnam("postgres")
-    except KeyError:
-        unavailable("running as root and there is no 'postgres' user")
-    return {"user": account.pw_uid, "group": account.pw_gid}
-
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Endpoint]:
-    """A PostgreSQL server on a loopback address of its own, trusting local
+    """A PostgreSQL server on a loopback address of its own, trusting
     connections of user ``test``, gone at teardown with its files."""
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        unavailable("PostgreSQL's server is not installed")
-    assert bin_dir is not None
-    as_user = server_user()
     # A lab for the address and port only: the endpoints each test makes
     # come from its own ``lab``, closed when the test ends.
-    with Lab() as lab, tempfile.TemporaryDirectory() as directory:
-        if as_user:
-            os.chown(directory, as_user["user"], as_user["group"])
-        data = Path(directory) / "data"
+    with Lab() as lab, contextlib.ExitStack() as stack:
         host = lab.ipv4_address()
         port = lab.free_port()
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
-
-        def tool(*argv: str) -> None:
-            done = subprocess.run(argv, **quiet, **as_user, cwd=directory, timeout=60)
-            if done.returncode != 0:
-                pytest.fail(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
-
-        # No fsync anywhere: a cluster that lives for one test module.
-        tool(
-            str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
-            "-E", "UTF8", "--no-sync", "--no-instructions",
-        )  # fmt: skip
-        options = (
-            f"-c listen_addresses={host} -p {port} -k {directory}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=20 -c shared_buffers=16MB"
-        )
-        log = str(Path(directory) / "log")
-        # -w: back once the server accepts connections.
-        tool(str(bin_dir / "pg_ctl"), "start", "-w", "-D", str(data), "-l", log,
-             "-o", options)  # fmt: skip
         try:
-            yield Endpoint(socket.AF_INET, host, port)
-        finally:
-            tool(str(bin_dir / "pg_ctl"), "stop", "-m", "immediate", "-D", str(data))
+            stack.enter_context(postgres_server(host, port))
+        except PostgresUnavailable as reason:
+            if os.environ.get("CI"):
+                pytest.fail(f"{reason} (.ci/run installs postgresql)")
+            pytest.skip(f"{reason} (apt-get install postgresql)")
+        yield Endpoint(socket.AF_INET, host, port)
 
 
 def names_for(lab: Lab, first: Endpoint, server: Endpoint) -> Any:
