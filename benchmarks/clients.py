@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -108,9 +108,10 @@ asyncio.run(main())
 
 @contextlib.contextmanager
 def servers(host: str) -> Iterator[dict[str, int]]:
-    """HTTP and WebSocket servers (and redis-server, when installed) on
-    *host* in child processes; yields their ports."""
+    """HTTP and WebSocket servers (and redis-server and PostgreSQL, when
+    installed) on *host* in child processes; yields their ports."""
     children: list[subprocess.Popen[str]] = []
+    stack = contextlib.ExitStack()
     try:
         child = subprocess.Popen(
             [sys.executable, "-c", _SERVER, host], stdout=subprocess.PIPE, text=True
@@ -145,8 +146,18 @@ def servers(host: str) -> Iterator[dict[str, int]]:
             children.append(redis)
             wait_listening(host, port)
             ports["redis"] = port
+        sys.path.insert(0, TESTS_DIR)
+        from lab.postgres import PostgresUnavailable, postgres_server  # type: ignore[import-not-found]
+
+        port = free_port(host)
+        try:
+            stack.enter_context(postgres_server(host, port))
+            ports["postgres"] = port
+        except PostgresUnavailable:
+            pass
         yield ports
     finally:
+        stack.close()
         for child in children:
             child.terminate()
             child.wait()
@@ -291,6 +302,18 @@ async def redis_request(ports: dict[str, int]) -> None:
         await client.aclose()
 
 
+async def asyncpg_request(ports: dict[str, int]) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect(
+        host=TARGET, port=ports["postgres"], user="test", database="postgres"
+    )
+    try:
+        await connection.fetchval("SELECT 1")
+    finally:
+        await connection.close()
+
+
 class Session:
     """A client kept across requests (as a program keeps one), each request
     on a new connection (the server closes every connection)."""
@@ -344,11 +367,20 @@ class Session:
                     break
 
 
-CLIENTS = ["streams", "websockets", "redis", "aiohttp", "aiohttp (no cache)", "httpx"]
+CLIENTS = [
+    "streams",
+    "websockets",
+    "redis",
+    "asyncpg",
+    "aiohttp",
+    "aiohttp (no cache)",
+    "httpx",
+]
 ON_LOOP = {
     "streams": streams_request,
     "websockets": websockets_request,
     "redis": redis_request,
+    "asyncpg": asyncpg_request,
 }
 
 
@@ -364,6 +396,8 @@ def available(kind: str, ports: dict[str, int]) -> str | None:
         return "websockets is not installed"
     if kind == "redis" and "redis" not in ports:
         return "redis-server is not installed"
+    if kind == "asyncpg" and "postgres" not in ports:
+        return "PostgreSQL's server is not installed"
     return None
 
 
@@ -514,6 +548,11 @@ COUNTED: dict[str, list[tuple[str, str, bool]]] = {
         ("name", NAME, False),
         ("name, reused", NAME, True),
     ],
+    "asyncpg": [
+        ("IP literal", LITERAL, False),
+        ("name", NAME, False),
+        ("name, pooled", NAME, True),
+    ],
     "aiohttp": [
         ("IP literal", LITERAL, False),
         ("name (DNS cache)", NAME, False),
@@ -532,6 +571,27 @@ COUNTED: dict[str, list[tuple[str, str, bool]]] = {
 #: (``--dump-after``), so one process counts every workload of one client
 #: and the imports and warm-up are never counted.
 COUNTED_CALL = "_operator_call"
+
+
+class _AsyncpgPool:
+    """One asyncpg pool of one connection for every query."""
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+
+    async def request(self, ports: dict[str, int]) -> None:
+        if self.pool is None:
+            import asyncpg
+
+            self.pool = await asyncpg.create_pool(
+                host=TARGET, port=ports["postgres"], user="test",
+                database="postgres", min_size=1, max_size=1,
+            )  # fmt: skip
+        await self.pool.fetchval("SELECT 1")
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
 
 
 class _RedisClient:
@@ -569,11 +629,11 @@ def instruction_worker(
     with asyncio.Runner(loop_factory=factory) as runner:
         for _, target, reused in COUNTED[kind]:
             TARGET = target
-            close: Callable[[], Awaitable[None]] | None = None
-            if kind == "redis" and reused:
-                redis_client = _RedisClient()
-                request: Request = redis_client.request
-                close = redis_client.aclose
+            close: Callable[[], Coroutine[Any, Any, Any]] | None = None
+            if kind in ("redis", "asyncpg") and reused:
+                kept = _RedisClient() if kind == "redis" else _AsyncpgPool()
+                request: Request = kept.request
+                close = kept.aclose
             elif kind in ON_LOOP:
                 request = ON_LOOP[kind]
             else:
