@@ -2,8 +2,9 @@
 
 Run with ``python benchmarks/clients.py`` (``--help`` for options). For each
 client that is installed (asyncio streams, websockets, redis.asyncio,
-aiohttp, httpx), it prints the time to first byte of one request on a new
-connection, without the integration (the client as it comes) and with it:
+asyncpg, aiohttp, httpx), it prints the time to first byte of one request on
+a new connection, without the integration (the client as it comes) and with
+it:
 
 * ``happy path``: the name has one working address; microseconds per
   request, median of several rounds of sequential requests (each on a new
@@ -16,15 +17,26 @@ connection, without the integration (the client as it comes) and with it:
   server answers A at once and never answers AAAA; resolv.conf has glibc's
   default ``timeout:5``): the real glibc ``getaddrinfo``.
 
+``--instructions [N]`` (with ``--client NAME`` for one client at a time)
+counts machine instructions per request instead, under callgrind: the
+stable figure where CPU time on a shared machine is not. Each client runs in
+one valgrind process per side; only the N requests after a warm-up are
+counted (see ``COUNTED_CALL``), on an IP literal, on a name (an instant
+scripted ``getaddrinfo`` on the loop, no thread) and, for the clients that
+keep connections (aiohttp and httpx keep-alive, one redis client, an asyncpg
+pool), per request on a reused connection: what a program sees once its
+connections exist.
+
 Outside the namespace, names resolve through a scripted ``getaddrinfo`` on
-the benchmark's event loop that answers at once (no thread, no DNS): the
-same for both sides. The servers (HTTP/1.1 answering with ``Connection:
-close``, WebSocket, redis-server when installed) run in a child process on
-loopback. A side that has not got its first byte after ``--give-up``
-seconds is reported as given up (a blackholed address without Happy
+the benchmark's event loop that answers at once, without DNS (in the default
+executor, as asyncio's own runs; on the loop itself with ``--instructions``):
+the same for both sides. The servers (HTTP/1.1 answering with ``Connection:
+close``, or keeping connections; WebSocket; redis-server and PostgreSQL when
+installed) run in child processes on loopback. A side that has not got its
+first byte after ``--give-up`` seconds is reported as given up (a blackholed address without Happy
 Eyeballs waits for the kernel's TCP timeout, minutes).
 
-Integrations: streams, websockets and redis run on
+Integrations: streams, websockets, redis and asyncpg run on
 :class:`async_stagger.eventloop.HappyEyeballsEventLoop`; aiohttp gets
 ``TCPConnector(resolver=HappyEyeballsResolver())``; httpx gets
 ``AsyncClient(transport=HappyEyeballsTransport())``.
