@@ -68,6 +68,7 @@ sys.path.insert(0, str(ROOT / "src"))
 TESTS_DIR = str(ROOT / "tests")
 
 from async_stagger.eventloop import HappyEyeballsEventLoop  # noqa: E402
+from async_stagger.history import ConnectionHistory, set_shared_history  # noqa: E402
 
 NAME = "service.bench.test"
 #: What the clients connect to: NAME, or an IP literal for the happy path.
@@ -455,6 +456,9 @@ def measure(
     # Streams, websockets and redis get the integration from the loop;
     # aiohttp and httpx from their own options, on a plain loop.
     factory = OurLoop if ours and kind in ON_LOOP else PlainLoop
+    # Each run is a program's first: no connection history from the last
+    # run (which would go straight past a blackholed address it knew).
+    set_shared_history(ConnectionHistory())
     start = time.perf_counter()
     with asyncio.Runner(loop_factory=factory) as runner:
         try:

@@ -91,6 +91,12 @@ def postgres_server(host: str, port: int) -> Iterator[None]:
             "initdb", "-D", data, "-U", USER, "--auth=trust", "-E", "UTF8",
             "--no-sync", "--no-instructions",
         )  # fmt: skip
+        # initdb trusts clients on loopback only; the server's address may
+        # be a lab namespace's (it listens there alone).
+        with open(Path(data) / "pg_hba.conf", "a") as rules:
+            rules.write(
+                f"host all {USER} 0.0.0.0/0 trust\nhost all {USER} ::/0 trust\n"
+            )
         # Nothing is kept: no fsync; its Unix socket in the directory too.
         options = (
             f"-c listen_addresses={host} -p {port} -k {directory}"
