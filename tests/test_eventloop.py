@@ -462,16 +462,23 @@ def test_websockets_reconnect_loop_keeps_working_past_a_blackholed_address(
 # -- redis.asyncio against a real redis-server ------------------------------------
 
 
-@pytest.fixture
-def redis_server(lab: Lab) -> Iterator[Endpoint]:
-    """A redis-server on a loopback address of its own: no persistence, no
-    protected mode to trip over, stopped at teardown."""
+def redis_server_binary() -> str:
+    """redis-py and the redis-server binary, or the test is skipped (in CI,
+    which installs both, failed)."""
     pytest.importorskip("redis.asyncio")
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed (.ci/run installs it)")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    return binary
+
+
+@pytest.fixture
+def redis_server(lab: Lab) -> Iterator[Endpoint]:
+    """A redis-server on a loopback address of its own: no persistence, no
+    protected mode to trip over, stopped at teardown."""
+    binary = redis_server_binary()
     host = lab.ipv4_address()
     port = lab.free_port()
     # No persistence, in the foreground, only on its loopback address.

@@ -12,14 +12,13 @@ there), printing how long each took.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import textwrap
 from typing import Any
 
 import pytest
 
 from lab import Namespace
+from test_eventloop import redis_server_binary
 
 pytest.importorskip("aiohttp")
 pytest.importorskip("httpx")
@@ -176,11 +175,5 @@ def test_every_integration_connects_at_once_when_aaaa_is_lost(
 
 
 def test_redis_client_connects_at_once_when_aaaa_is_lost(netns: Namespace) -> None:
-    pytest.importorskip("redis.asyncio")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (.ci/run installs it)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    results = lost_aaaa(netns, ["redis"], redis_server=binary)
+    results = lost_aaaa(netns, ["redis"], redis_server=redis_server_binary())
     assert_connected_at_once(results)
