@@ -173,8 +173,9 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
         # where the general handling below would send them, with the same
         # arguments: the program's create_connection(factory, host, port)
         # and, from the race's winner, create_connection(factory, sock=...).
-        # Worth ~7k and ~11k instructions (1.4 % and 2.3 % of a streams
-        # request to an IP literal, benchmarks/clients.py --instructions).
+        # Worth ~7k and ~11k instructions: a streams request to an IP
+        # literal costs 1.038x plain asyncio's without them, 1.001x with
+        # them (benchmarks/clients.py --instructions --client streams).
         if (
             ssl is None and local_addr is None and server_hostname is None
             and ssl_handshake_timeout is None and ssl_shutdown_timeout is None
