@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import ssl
 import time
@@ -79,73 +78,33 @@ def tolerating_uvloop_ssl_cancellation_reports() -> Iterator[None]:
         loop.set_exception_handler(previous)
 
 
-async def assert_sockets_back_to(before: int) -> None:
+async def assert_sockets_back_to(lab: Lab, before: int, *others: Lab) -> None:
     """Fail unless the count of our open sockets returns to *before*.
 
     Transports close their socket a loop iteration or so after being told
     to, so allow a moment (real time); a leaked socket never closes at all.
     """
     deadline = time.monotonic() + 1
-    while open_fds() != before and time.monotonic() < deadline:
+    while open_fds(lab, *others) != before and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    assert open_fds() == before
+    assert open_fds(lab, *others) == before
 
 
-def _tcp_sockets() -> dict[str, tuple[str, str, str]]:
-    """inode -> (local address, local port, state), from /proc (hex)."""
-    table: dict[str, tuple[str, str, str]] = {}
-    for name in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/self/net/{name}") as listing:
-                lines = listing.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            address, port = fields[1].split(":")
-            table[fields[9]] = (address, port, fields[3])
-    return table
-
-
-def open_fds() -> int:
-    """The number of sockets this process holds open, not counting the lab
-    servers' side of a connection.
+def open_fds(lab: Lab, *others: Lab) -> int:
+    """The number of sockets this process holds open that are none of the
+    labs' (their listeners and their servers' side of each connection).
 
     Only sockets: uvloop opens a /dev/null descriptor of its own on first
     need and closes it with the loop (the suite's own leak check counts
-    every descriptor once the loop is closed). The lab's server threads
-    close their side of a connection only when they notice the client went
-    away; such a socket shares its local address and port with a listener.
+    every descriptor once the loop is closed). Each lab's census is exact
+    while its threads accept and close sockets (``Lab.other_sockets``); a
+    socket is counted only if no lab claims it, so a lab's socket opened or
+    closed between two labs' censuses is never counted either.
     """
-    # The lab's threads accept and close sockets while we look: list the
-    # descriptors first, then the TCP table, then skip any descriptor that
-    # changed in between (it was closed; it cannot be a leak).
-    sockets = {}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            sockets[fd] = target
-    table = _tcp_sockets()
-    listening = {(a, p) for a, p, state in table.values() if state == "0A"}
-    wildcard = {p for a, p in listening if set(a) == {"0"}}
-    count = 0
-    for fd, target in sockets.items():
-        entry = table.get(target[len("socket:[") : -1])
-        if entry is None:
-            try:
-                if os.readlink(f"/proc/self/fd/{fd}") != target:
-                    continue
-            except OSError:
-                continue
-        elif entry[2] != "0A":
-            address, port, _ = entry
-            if (address, port) in listening or port in wildcard:
-                continue  # a lab server's end of a connection
-        count += 1
-    return count
+    counted = set(lab.other_sockets().items())
+    for other in others:
+        counted &= set(other.other_sockets().items())
+    return len(counted)
 
 
 async def round_trip(
@@ -586,7 +545,7 @@ async def test_tls_server_hostname_defaults_to_host(lab: Lab) -> None:
 
 async def test_failed_tls_handshake_closes_the_socket(lab: Lab) -> None:
     server = lab.working("127.0.0.5", tls=True)
-    before = open_fds()
+    before = open_fds(lab)
     events: list[TraceEvent] = []
     with pytest.raises(ssl.SSLCertVerificationError):
         await open_connection(
@@ -596,7 +555,7 @@ async def test_failed_tls_handshake_closes_the_socket(lab: Lab) -> None:
             server_hostname="not-in-the-certificate.test",
             trace=events.append,
         )
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
     assert [event.kind for event in events][-3:] == [
         "tls_failed",
         "attempt_failed",
@@ -609,18 +568,18 @@ async def test_failed_tls_handshake_closes_the_socket(lab: Lab) -> None:
 
 async def test_timeout_mid_race_closes_every_socket(lab: Lab) -> None:
     dead = [lab.blackholed(f"127.0.0.{i}") for i in (3, 4, 5)]
-    before = open_fds()
+    before = open_fds(lab)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.15):
             await open_connection(
                 "example.test", 0, delay=0.05, resolver=answers(*dead)
             )
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
 
 
 async def test_cancel_mid_race_closes_every_socket(lab: Lab) -> None:
     dead = lab.blackholed("127.0.0.3")
-    before = open_fds()
+    before = open_fds(lab)
     task = asyncio.ensure_future(
         create_connected_sock(dead.host, dead.port, delay=0.05)
     )
@@ -628,11 +587,11 @@ async def test_cancel_mid_race_closes_every_socket(lab: Lab) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
 
 
 @pytest.mark.virtual_clock
-async def test_timeout_during_resolution_leaves_nothing_behind() -> None:
+async def test_timeout_during_resolution_leaves_nothing_behind(lab: Lab) -> None:
     looked_up = asyncio.Event()
 
     async def resolver(host: Any, port: Any, **_: Any) -> AsyncIterator[Any]:
@@ -640,19 +599,19 @@ async def test_timeout_during_resolution_leaves_nothing_behind() -> None:
         await asyncio.sleep(3600)
         yield  # pragma: no cover
 
-    before = open_fds()
+    before = open_fds(lab)
     loop = asyncio.get_running_loop()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.5):
             await open_connection("slow.test", 80, resolver=resolver)
     assert looked_up.is_set()
     assert loop.time() == pytest.approx(0.5, abs=1e-9)
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
 
 
 async def test_timeout_during_tls_handshake_closes_the_socket(lab: Lab) -> None:
     server = lab.hung_tls("127.0.0.4")
-    before = open_fds()
+    before = open_fds(lab)
     events: list[TraceEvent] = []
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.2):
@@ -662,13 +621,13 @@ async def test_timeout_during_tls_handshake_closes_the_socket(lab: Lab) -> None:
                 ssl=lab.client_ssl_context(),
                 trace=events.append,
             )
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
     assert "tls_started" in [event.kind for event in events]
 
 
 async def test_ssl_handshake_timeout_applies_to_the_winner(lab: Lab) -> None:
     server = lab.hung_tls("127.0.0.4")
-    before = open_fds()
+    before = open_fds(lab)
     with pytest.raises((TimeoutError, ConnectionAbortedError)):
         await open_connection(
             server.host,
@@ -676,7 +635,7 @@ async def test_ssl_handshake_timeout_applies_to_the_winner(lab: Lab) -> None:
             ssl=lab.client_ssl_context(),
             ssl_handshake_timeout=0.1,
         )
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
 
 
 async def test_cancelled_right_after_tls_handshake_leaves_the_socket_to_its_transport(
@@ -690,7 +649,7 @@ async def test_cancelled_right_after_tls_handshake_leaves_the_socket_to_its_tran
     # transport".
     server = lab.working("127.0.0.5", tls=True)
     plain = lab.working("127.0.0.6")
-    before = open_fds()
+    before = open_fds(lab)
     me = asyncio.current_task()
     assert me is not None
 
@@ -715,7 +674,7 @@ async def test_cancelled_right_after_tls_handshake_leaves_the_socket_to_its_tran
             writer.close()
             await writer.wait_closed()
         await asyncio.sleep(0.05)  # uvloop reports a pass or two later
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
 
 
 async def test_tls_connections_cut_by_timeouts_leave_the_loop_usable(lab: Lab) -> None:
@@ -725,11 +684,11 @@ async def test_tls_connections_cut_by_timeouts_leave_the_loop_usable(lab: Lab) -
     server = lab.working("127.0.0.5", tls=True)
     plain = lab.working("127.0.0.6")
     context = lab.client_ssl_context()
-    before = open_fds()
+    before = open_fds(lab)
     with tolerating_uvloop_ssl_cancellation_reports():
         await sweep_tls_timeouts(server, plain, context)
         await asyncio.sleep(0.05)  # uvloop reports a pass or two later
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
 
 
 async def sweep_tls_timeouts(
@@ -753,7 +712,7 @@ async def test_winner_is_closed_when_cancelled_as_it_wins(lab: Lab) -> None:
     # Cancel at every step of a connection in turn: whatever the step, no
     # socket may survive.
     server = lab.working("127.0.0.1")
-    before = open_fds()
+    before = open_fds(lab)
     for steps in range(12):
         task = asyncio.ensure_future(create_connected_sock(server.host, server.port))
         for _ in range(steps):
@@ -765,7 +724,7 @@ async def test_winner_is_closed_when_cancelled_as_it_wins(lab: Lab) -> None:
             pass
         else:
             sock.close()
-        assert open_fds() == before, f"cancelled after {steps} steps"
+        assert open_fds(lab) == before, f"cancelled after {steps} steps"
 
 
 # -- the connect step ---------------------------------------------------------------

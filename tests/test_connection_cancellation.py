@@ -104,9 +104,9 @@ class World:
 def open_sockets(lab: Lab) -> int:
     """Sockets this process holds that are not the lab's (its listeners and
     its servers' side of each connection, which a server thread closes when
-    it notices the client went away). Cheaper than
-    ``test_connection.open_fds``, which reads the kernel's TCP tables, and
-    exact while the lab's threads accept and close their sockets."""
+    it notices the client went away); exact while the lab's threads accept
+    and close their sockets (``test_connection.open_fds`` counts the same way
+    for several labs)."""
     return len(lab.other_sockets())
 
 

@@ -136,7 +136,7 @@ async def test_without_tls_race_a_hung_handshake_on_the_tcp_winner_fails(
 ) -> None:
     hung = lab.hung_tls("127.0.0.4")
     server = lab.working("127.0.0.5", tls=True)
-    before = open_fds()
+    before = open_fds(lab)
     events: list[TraceEvent] = []
     with pytest.raises((TimeoutError, ConnectionAbortedError)):
         await open_connection(
@@ -149,7 +149,7 @@ async def test_without_tls_race_a_hung_handshake_on_the_tcp_winner_fails(
             trace=events.append,
             race_tls=False,
         )
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
     kinds = [event.kind for event in events]
     # The TCP race was over before TLS began, as asyncio does it.
     assert kinds.index("attempt_succeeded") < kinds.index("tls_started")
@@ -190,7 +190,7 @@ async def test_ssl_handshake_timeout_bounds_each_attempts_handshake(
     lab: Lab,
 ) -> None:
     hung = [lab.hung_tls(f"127.0.0.{i}") for i in (7, 8)]
-    before = open_fds()
+    before = open_fds(lab)
     events: list[TraceEvent] = []
     with pytest.raises((TimeoutError, ConnectionAbortedError)):
         await open_connection(
@@ -202,7 +202,7 @@ async def test_ssl_handshake_timeout_bounds_each_attempts_handshake(
             resolver=answers(*hung),
             trace=events.append,
         )
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
     assert [e.kind for e in events if e.kind in ("tls_failed", "attempt_failed")] == [
         "tls_failed",
         "attempt_failed",
@@ -221,7 +221,7 @@ async def test_every_attempt_failing_tls_raises_the_tls_error(
     lab: Lab, other_lab: Lab
 ) -> None:
     untrusted = other_lab.working("127.0.0.6", tls=True)
-    before = open_fds()
+    before = open_fds(lab, other_lab)
     with pytest.raises(ssl.SSLCertVerificationError) as caught:
         await open_connection(
             HOST,
@@ -230,7 +230,7 @@ async def test_every_attempt_failing_tls_raises_the_tls_error(
             resolver=answers(untrusted),
         )
     assert f"while connecting to 127.0.0.6:{untrusted.port}" in caught.value.__notes__
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before, other_lab)
 
 
 # -- the hand-over to the caller's protocol
@@ -244,7 +244,7 @@ async def test_protocol_factory_is_called_once_for_the_winner(lab: Lab) -> None:
         made.append(Recorder())
         return made[-1]
 
-    before = open_fds()
+    before = open_fds(lab)
     # All three handshakes run at once (delay 1 ms); one wins.
     transport, protocol = await create_connection(
         factory,
@@ -260,7 +260,7 @@ async def test_protocol_factory_is_called_once_for_the_winner(lab: Lab) -> None:
     assert protocol.calls[0] == ("connection_made", None)
     transport.close()
     await protocol.lost
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
 
 
 async def test_server_bytes_sent_right_after_the_handshake_reach_the_stream(
@@ -343,7 +343,7 @@ async def test_greeting_reaches_a_buffered_protocol(lab: Lab) -> None:
 
 async def test_a_protocol_factory_that_raises_leaves_nothing_open(lab: Lab) -> None:
     server = lab.working("127.0.0.5", tls=True)
-    before = open_fds()
+    before = open_fds(lab)
     events: list[TraceEvent] = []
 
     def factory() -> asyncio.Protocol:
@@ -358,7 +358,7 @@ async def test_a_protocol_factory_that_raises_leaves_nothing_open(lab: Lab) -> N
             resolver=answers(server),
             trace=events.append,
         )
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
     assert events[-1].kind == "connection_failed"
 
 
@@ -376,7 +376,7 @@ async def test_losers_are_aborted_without_waiting_for_their_peers(
     ]
     hung = lab.hung_tls("127.0.0.4")
     asyncio.get_running_loop().set_debug(True)  # asyncio logs fatal errors
-    before = open_fds()
+    before = open_fds(lab)
     with caplog.at_level(logging.DEBUG, logger="asyncio"):
         for _ in range(5):
             transport, protocol = await create_connection(
@@ -389,7 +389,7 @@ async def test_losers_are_aborted_without_waiting_for_their_peers(
             )
             transport.abort()
             await protocol.lost
-        await assert_sockets_back_to(before)
+        await assert_sockets_back_to(lab, before)
     noise = [r.getMessage() for r in caplog.records if "Fatal error" in r.getMessage()]
     assert noise == []
 
@@ -407,7 +407,7 @@ async def test_cancelled_at_any_moment_of_a_tls_race_leaves_nothing(
         lab.working(f"127.0.0.{i}", tls=True, after_greeting="hold") for i in (5, 6)
     ]
     hung = lab.hung_tls("127.0.0.4")
-    before = open_fds()
+    before = open_fds(lab)
     for _ in range(3):
         connected: tuple[Any, Any] | None = None
         try:
@@ -427,7 +427,7 @@ async def test_cancelled_at_any_moment_of_a_tls_race_leaves_nothing(
             transport, protocol = connected
             transport.abort()
             await protocol.lost
-        await assert_sockets_back_to(before)
+        await assert_sockets_back_to(lab, before)
     # And the loop still connects afterwards.
     _, writer = await open_connection(
         HOST,
@@ -441,7 +441,7 @@ async def test_cancelled_at_any_moment_of_a_tls_race_leaves_nothing(
 
 async def test_cancelled_mid_handshake_leaves_nothing(lab: Lab) -> None:
     hung = lab.hung_tls("127.0.0.4")
-    before = open_fds()
+    before = open_fds(lab)
     events: list[TraceEvent] = []
     task = asyncio.ensure_future(
         open_connection(
@@ -460,7 +460,7 @@ async def test_cancelled_mid_handshake_leaves_nothing(lab: Lab) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before)
     assert kinds_of(events, 0)[-1] == "attempt_cancelled"
 
 
@@ -500,7 +500,9 @@ def test_random_tls_races_cut_at_random_moments_leave_nothing(
     context = lab.client_ssl_context()
     race = [endpoints[kind] for kind in order]
     for flavour in FLAVOURS:
-        run_on_loop(random_tls_race(race, delay, cancel_at, context), flavour)
+        run_on_loop(
+            random_tls_race(lab, other_lab, race, delay, cancel_at, context), flavour
+        )
 
 
 def random_lab_endpoints(lab: Lab, other_lab: Lab) -> dict[str, Endpoint]:
@@ -520,12 +522,14 @@ def random_lab_endpoints(lab: Lab, other_lab: Lab) -> dict[str, Endpoint]:
 
 
 async def random_tls_race(
+    lab: Lab,
+    other_lab: Lab,
     endpoints: list[Endpoint],
     delay: float | None,
     cancel_at: float | None,
     context: ssl.SSLContext,
 ) -> None:
-    before = open_fds()
+    before = open_fds(lab, other_lab)
     made: list[Recorder] = []
 
     def factory() -> Recorder:
@@ -553,4 +557,4 @@ async def random_tls_race(
         assert transport.get_extra_info("peername")[0] in ("127.0.0.5", "127.0.0.6")
         transport.abort()
         await asyncio.wait_for(protocol.lost, 5)
-    await assert_sockets_back_to(before)
+    await assert_sockets_back_to(lab, before, other_lab)

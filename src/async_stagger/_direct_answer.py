@@ -87,6 +87,24 @@ class _DirectAnswer:
         left = self._left
         return 1 if left is None else len(left)
 
+    def take_lone(self) -> AddrInfo | None:
+        """The answer's address if it is the only one, taken (nothing is
+        left to iterate); else None, with nothing taken: the answer has
+        several addresses, or no answer yet and working it out raises, which
+        is left for ``__anext__`` to raise again where a lookup's error
+        surfaces. Call it only while nothing traces: the answer is traced
+        when it is worked out."""
+        left = self._left
+        if left is None:
+            try:
+                left = self._answer()
+            except Exception:
+                return None
+            self._left = left
+        if len(left) != 1:
+            return None
+        return left.pop()
+
     def _answer(self) -> list[AddrInfo]:
         assert self._arguments is not None
         (

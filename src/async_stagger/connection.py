@@ -24,7 +24,8 @@ How a connection is made
    :func:`~async_stagger.staggered_race` starts the attempts a *delay*
    apart, or the next one at once when the latest fails (§5). The first
    socket to finish the TCP handshake wins; the others are cancelled and
-   closed.
+   closed. One IP address with nothing else to race needs no race: it is
+   connected directly, with the same outcome.
 4. With TLS, each attempt runs its TLS handshake as soon as its TCP
    connection is up, and an attempt succeeds only when its handshake
    completes (Happy Eyeballs v3: with TLS over TCP, wait for the TLS
@@ -451,7 +452,7 @@ async def open_connection(
     running = plan.loop
     reader = asyncio.StreamReader(limit=limit, loop=running)
     protocol = asyncio.StreamReaderProtocol(reader, loop=running)
-    transport, _ = await make_connection(plan, lambda: protocol)
+    transport, _ = await make_connection(plan, lambda: protocol, True)
     writer = asyncio.StreamWriter(transport, protocol, reader, running)
     return reader, writer
 
