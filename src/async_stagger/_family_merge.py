@@ -457,7 +457,7 @@ class _ConcurrentAnswers:
         if not self._unmerged and tail:
             # Every answer is in and an address is about to be handed out:
             # nothing will be merged, nor reported as failed, any more. What
-            # only served that is let go while the attempts run: 0.9 kB per
+            # only served that is let go while the attempts run: about 1 kB per
             # connection in flight (3.13, benchmarks/memory.py).
             self._lookups = ()
             self._seen = None

@@ -111,7 +111,7 @@ _in_flight: weakref.WeakKeyDictionary[
 
 # The table of the loop asked for last, the loop weakly referenced: a
 # program runs one loop, and WeakKeyDictionary.get (a weak reference made
-# and two Python calls) is worth 1.5k instructions per lookup (3.11).
+# and two Python calls) is worth 1.1k instructions per lookup (3.11).
 _last_table: (
     tuple[weakref.ref[asyncio.AbstractEventLoop], dict[_LookupKey, _SharedLookup]]
     | None
