@@ -42,9 +42,11 @@ class _DaemonThreads:
         # thread. A threading.Semaphore keeps the same count through a
         # Condition written in Python: with it (and contextlib.suppress in
         # look_up_in_daemon_thread), a connection to a name, whose two
-        # lookups each pass a submit and a return to idle, cost 742.0k
-        # instructions instead of 726.0k (3.11, benchmarks/connect.py's
-        # system getaddrinfo row, callgrind counting every thread).
+        # lookups each pass a submit and a return to idle, cost about 20k
+        # instructions more: 742.0k and 746.9k against 726.0k and 721.1k
+        # in two pairs of runs (3.11, benchmarks/connect.py's system
+        # getaddrinfo row; callgrind counts every thread, which makes the
+        # counts move by ~0.7 % between runs).
         self._lock = threading.Lock()
         self._idle = 0
         self._threads = 0
