@@ -38,6 +38,7 @@ from ._attempts import (
     _resolve_local_addr,
     _TLSAttempts,
 )
+from ._direct_answer import lone_ipv4_literal
 from ._failure import failure
 from ._loop_abilities import connects_by_address
 from ._plan import ConnectionPlan
@@ -115,18 +116,28 @@ async def make_connection(
             # The attempts to race, and the delay after each when the
             # history is to time them. (Written here, not in a helper: one
             # call less is worth ~0.8k instructions, 0.2 %, of a literal connection.)
-            remote = _remote_addresses(plan, used_history)
             lone: AddrInfo | None = None
             if (
-                type(remote) is _DirectAnswer
-                and locals_ is None
+                locals_ is None
                 and (plan.tls is None or not plan.race_tls)
                 and not tracing_active()
             ):
                 # One address and nobody listening: a race of one attempt
                 # started at once, with no delay to wait out, is that
                 # attempt alone (see _alone below).
-                lone = remote.take_lone()
+                if plan.resolver is concurrent_resolver:
+                    # The default resolver's answer for an IPv4 literal it
+                    # has answered before, without the resolver.
+                    lone = lone_ipv4_literal(
+                        plan.host, plan.port, plan.family, plan.proto, plan.flags,
+                        plan.nat64,
+                    )  # fmt: skip
+                if lone is None:
+                    remote = _remote_addresses(plan, used_history)
+                    if type(remote) is _DirectAnswer:
+                        lone = remote.take_lone()
+                else:
+                    remote = _NOTHING_LEFT
                 if (
                     lone is not None
                     and factory_made_protocol
@@ -136,6 +147,8 @@ async def make_connection(
                 ):
                     assert protocol_factory is not None
                     return await _open_by_address(plan, protocol_factory, lone)
+            else:
+                remote = _remote_addresses(plan, used_history)
             if plan.tls is None or not plan.race_tls:
                 attempts = _Attempts(loop, remote, locals_)
             else:
@@ -307,12 +320,16 @@ async def _open_by_address(
         mark.cancel()
     if waited and isinstance(error, OSError) and error.errno:
         error = OSError(error.errno, f"Connect call failed {address}")
-    attempts = _Attempts(loop, _DirectAnswer(None, []), None)
+    attempts = _Attempts(loop, _NOTHING_LEFT, None)
     attempts.addresses.append((address, None))
     raise failure(plan.host, plan.port, attempts, [error], None, plan.raise_exc_group)
 
 
 _NO_CONTEXT = contextvars.Context()
+
+# The addresses left once a lone address is taken: none (it only ever hands
+# out nothing, so all connections may share it).
+_NOTHING_LEFT = _DirectAnswer(None, [])
 
 
 def _scope_id(address: tuple[Any, ...]) -> int:
