@@ -197,7 +197,7 @@ def _is_common_ipv4_call(
         and (not proto or proto == _IPPROTO_TCP)
         and (not flags or not flags & _ALL_BUT_NUMERICHOST)
         and _exact_type(port) is int
-        and 0 <= port <= 65535  # type: ignore[operator]
+        and 0 <= port <= 65535
     )
 
 
@@ -234,7 +234,7 @@ def lone_ipv4_literal(
         and (
             nat64 is False
             or family
-            or _ipv4_direct_until.get(host, 0.0) >= _monotonic()  # type: ignore[arg-type]
+            or _ipv4_direct_until.get(host, 0.0) >= _monotonic()
         )
     ):
         return (_AF_INET_ENUM, _SOCK_STREAM_ENUM, _IPPROTO_TCP_ENUM, "", (host, port))
