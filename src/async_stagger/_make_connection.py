@@ -91,26 +91,30 @@ def make_connection(
     # and nobody listening (no tracer; the "async_stagger" logger gets the
     # events when it is enabled for DEBUG: one check per connection when it
     # is not).
+    # The plan's fields read at once: one unpacking costs ~1k instructions
+    # less than reading them one by one.
+    (
+        loop, host, port, family, proto, flags, _, local_addr, local_addrs, _, _,
+        resolver, _, _, tls, race_tls, trace, nat64, history,
+    ) = plan  # fmt: skip
     quiet = (
-        plan.local_addrs is None
-        and plan.local_addr is None
-        and (plan.tls is None or not plan.race_tls)
-        and plan.trace is None
+        local_addrs is None
+        and local_addr is None
+        and (tls is None or not race_tls)
+        and trace is None
         and not tracing_active()
         and not LOGGER.isEnabledFor(logging.DEBUG)
     )
     lone: AddrInfo | None = None
-    if quiet and plan.resolver is concurrent_resolver:
+    if quiet and resolver is concurrent_resolver:
         # The default resolver's answer for an IPv4 literal it has answered
         # before, without the resolver.
-        lone = lone_ipv4_literal(
-            plan.host, plan.port, plan.family, plan.proto, plan.flags, plan.nat64
-        )
+        lone = lone_ipv4_literal(host, port, family, proto, flags, nat64)
         if (
             lone is not None
             # A history option still to check is checked in _connect.
-            and (plan.history is SHARED or plan.history is None)
-            and _left_to_uvloop(plan, factory_made_protocol, lone)
+            and (history is SHARED or history is None)
+            and _left_to_uvloop(factory_made_protocol, tls, lone, loop)
         ):
             assert protocol_factory is not None
             return _open_by_address(plan, protocol_factory, lone)
@@ -118,16 +122,19 @@ def make_connection(
 
 
 def _left_to_uvloop(
-    plan: ConnectionPlan, factory_made_protocol: bool, lone: AddrInfo
+    factory_made_protocol: bool,
+    tls: dict[str, Any] | None,
+    lone: AddrInfo,
+    loop: asyncio.AbstractEventLoop,
 ) -> bool:
     """Whether the lone address is for uvloop's own ``create_connection``
     (:func:`_open_by_address`)."""
     return (
         factory_made_protocol
-        and plan.tls is None
+        and tls is None
         # (An IPv4 address has no scope id: one test, not a call.)
         and (len(lone[4]) == 2 or _scope_id(lone[4]) == 0)
-        and connects_by_address(plan.loop)
+        and connects_by_address(loop)
     )
 
 
@@ -184,7 +191,7 @@ async def _connect(
                 else:
                     remote = _NOTHING_LEFT
                 if lone is not None and _left_to_uvloop(
-                    plan, factory_made_protocol, lone
+                    factory_made_protocol, plan.tls, lone, loop
                 ):
                     assert protocol_factory is not None
                     return await _open_by_address(plan, protocol_factory, lone)
