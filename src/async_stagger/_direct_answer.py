@@ -190,7 +190,8 @@ def _is_common_ipv4_call(
     port number, a TCP connection, no flag but ``AI_NUMERICHOST``."""
     # Written for the common call (all zeros, an int port): each test
     # settled by its first comparison, no tuple built, no attribute read.
-    # Worth ~1.5k instructions against `family in (0, _AF_INET)` and the like.
+    # Worth ~0.8k instructions per call against `family in (0, _AF_INET)`
+    # and the like.
     return (
         type == _SOCK_STREAM
         and (not family or family == _AF_INET)
@@ -223,10 +224,10 @@ def lone_ipv4_literal(
     What it returns is what ``_direct_answer`` would have answered, exactly.
     Call it only while nothing traces: ``_direct_answer`` traces its answer.
 
-    Worth ~12k instructions of an IP literal connection on uvloop's loop
-    (3.11), ~11 % of it: the literal test, the resolver's calls and the
-    answer object it replaces, against one set lookup, the call's tests and
-    (NAT64 on) one dictionary lookup and one clock read."""
+    Worth ~9k instructions of an IP literal connection on uvloop's loop
+    (3.11: 113.6k → 104.6k, 8 %): the literal test, the resolver's calls
+    and the answer object it replaces, against one set lookup, the call's
+    tests and (NAT64 on) one dictionary lookup and one clock read."""
     if (
         _exact_type(host) is str
         and host in _ipv4_literals
