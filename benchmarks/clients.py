@@ -2,8 +2,9 @@
 
 Run with ``python benchmarks/clients.py`` (``--help`` for options). For each
 client that is installed (asyncio streams, websockets, redis.asyncio,
-aiohttp, httpx), it prints the time to first byte of one request on a new
-connection, without the integration (the client as it comes) and with it:
+asyncpg, aiohttp, httpx), it prints the time to first byte of one request on
+a new connection, without the integration (the client as it comes) and with
+it:
 
 * ``happy path``: the name has one working address; microseconds per
   request, median of several rounds of sequential requests (each on a new
@@ -16,15 +17,27 @@ connection, without the integration (the client as it comes) and with it:
   server answers A at once and never answers AAAA; resolv.conf has glibc's
   default ``timeout:5``): the real glibc ``getaddrinfo``.
 
-Outside the namespace, names resolve through a scripted ``getaddrinfo`` on
-the benchmark's event loop that answers at once (no thread, no DNS): the
-same for both sides. The servers (HTTP/1.1 answering with ``Connection:
-close``, WebSocket, redis-server when installed) run in a child process on
-loopback. A side that has not got its first byte after ``--give-up``
-seconds is reported as given up (a blackholed address without Happy
-Eyeballs waits for the kernel's TCP timeout, minutes).
+``--instructions [N]`` (best with ``--client NAME``: one client at a time)
+counts machine instructions per request instead, under callgrind: the
+stable figure where CPU time on a shared machine is not. Each client runs in
+one valgrind process per side; only the N requests after a warm-up are
+counted (see ``COUNTED_CALL``), on an IP literal, on a name (an instant
+scripted ``getaddrinfo`` on the loop, no thread) and, for the clients that
+keep connections (aiohttp and httpx keep-alive, one redis client, an asyncpg
+pool), per request on a reused connection: what a program sees once its
+connections exist.
 
-Integrations: streams, websockets and redis run on
+Outside the namespace, names resolve through a scripted ``getaddrinfo`` on
+the benchmark's event loop that answers at once, without DNS (in the default
+executor, as asyncio's own runs; on the loop itself with ``--instructions``):
+the same for both sides. The servers (HTTP/1.1 answering with ``Connection:
+close``, or keeping connections; WebSocket; redis-server and PostgreSQL when
+installed) run in child processes on loopback. A side that has not got its
+first byte after ``--give-up`` seconds is reported as given up (a blackholed
+address without Happy Eyeballs waits for the kernel's TCP timeout, minutes).
+``--client NAME`` (repeatable) measures only the clients named.
+
+Integrations: streams, websockets, redis and asyncpg run on
 :class:`async_stagger.eventloop.HappyEyeballsEventLoop`; aiohttp gets
 ``TCPConnector(resolver=HappyEyeballsResolver())``; httpx gets
 ``AsyncClient(transport=HappyEyeballsTransport())``.
@@ -35,15 +48,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,6 +68,7 @@ sys.path.insert(0, str(ROOT / "src"))
 TESTS_DIR = str(ROOT / "tests")
 
 from async_stagger.eventloop import HappyEyeballsEventLoop  # noqa: E402
+from async_stagger.history import ConnectionHistory, set_shared_history  # noqa: E402
 
 NAME = "service.bench.test"
 #: What the clients connect to: NAME, or an IP literal for the happy path.
@@ -73,9 +90,21 @@ async def http(reader, writer):
         pass
     writer.close()
 
+async def http_keep_alive(reader, writer):
+    try:
+        while True:
+            await reader.readuntil(b"\\r\\n\\r\\n")
+            writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+            await writer.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    writer.close()
+
 async def main():
     http_server = await asyncio.start_server(http, HOST, 0, backlog=1024)
     ports = {"http": http_server.sockets[0].getsockname()[1]}
+    kept = await asyncio.start_server(http_keep_alive, HOST, 0, backlog=1024)
+    ports["http-keep-alive"] = kept.sockets[0].getsockname()[1]
     try:
         from websockets.asyncio.server import serve
     except ImportError:
@@ -94,9 +123,10 @@ asyncio.run(main())
 
 @contextlib.contextmanager
 def servers(host: str) -> Iterator[dict[str, int]]:
-    """HTTP and WebSocket servers (and redis-server, when installed) on
-    *host* in child processes; yields their ports."""
+    """HTTP and WebSocket servers (and redis-server and PostgreSQL, when
+    installed) on *host* in child processes; yields their ports."""
     children: list[subprocess.Popen[str]] = []
+    stack = contextlib.ExitStack()
     try:
         child = subprocess.Popen(
             [sys.executable, "-c", _SERVER, host], stdout=subprocess.PIPE, text=True
@@ -131,8 +161,18 @@ def servers(host: str) -> Iterator[dict[str, int]]:
             children.append(redis)
             wait_listening(host, port)
             ports["redis"] = port
+        sys.path.insert(0, TESTS_DIR)
+        from lab.postgres import PostgresUnavailable, postgres_server  # type: ignore[import-not-found]
+
+        port = free_port(host)
+        try:
+            stack.enter_context(postgres_server(host, port))
+            ports["postgres"] = port
+        except PostgresUnavailable:
+            pass
         yield ports
     finally:
+        stack.close()
         for child in children:
             child.terminate()
             child.wait()
@@ -202,6 +242,9 @@ class _Answers:
     answers: ClassVar[dict[int, list[str]]] = {}  # port -> addresses
     #: False inside the namespace: the real getaddrinfo answers there.
     scripted: ClassVar[bool] = True
+    #: Answer on the loop, with no thread (the instruction counts: only the
+    #: client's own work is counted, and callgrind counts one thread).
+    instant: ClassVar[bool] = False
 
     async def getaddrinfo(
         self, host: Any, port: Any, *, family: int = 0, type: int = 0, **kw: Any
@@ -222,6 +265,8 @@ class _Answers:
                     socket.EAI_NONAME, f"{host!r}: not scripted"
                 ) from None
             return await real(host, port, family=family, type=type, **kw)  # type: ignore[no-any-return]
+        if self.instant:
+            return self._answer(int(port), family)
         # In the default executor, as asyncio's own getaddrinfo runs: the
         # thread hop is part of what a lookup costs either way.
         loop: Any = self
@@ -272,13 +317,28 @@ async def redis_request(ports: dict[str, int]) -> None:
         await client.aclose()
 
 
+async def asyncpg_request(ports: dict[str, int]) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect(
+        host=TARGET, port=ports["postgres"], user="test", database="postgres"
+    )
+    try:
+        await connection.fetchval("SELECT 1")
+    finally:
+        await connection.close()
+
+
 class Session:
     """A client kept across requests (as a program keeps one), each request
     on a new connection (the server closes every connection)."""
 
-    def __init__(self, kind: str, ours: bool) -> None:
+    def __init__(self, kind: str, ours: bool, *, keep_alive: bool = False) -> None:
         self.kind = kind
         self.ours = ours
+        #: Connections reused (a server that keeps them open): what a
+        #: program sees per request once its connections are made.
+        self.port = "http-keep-alive" if keep_alive else "http"
         self.client: Any = None
 
     async def __aenter__(self) -> Session:
@@ -287,7 +347,7 @@ class Session:
 
             from async_stagger.integrations.aiohttp import HappyEyeballsResolver
 
-            options: dict[str, Any] = {"force_close": True}
+            options: dict[str, Any] = {"force_close": self.port == "http"}
             if self.kind == "aiohttp (no cache)":
                 # Every request resolves, as on a DNS cache miss.
                 options["use_dns_cache"] = False
@@ -312,22 +372,41 @@ class Session:
             await self.client.close()
 
     async def request(self, ports: dict[str, int]) -> None:
-        url = f"http://{TARGET}:{ports['http']}/"
+        url = f"http://{TARGET}:{ports[self.port]}/"
         if self.kind.startswith("aiohttp"):
             async with self.client.get(url) as response:
                 await response.content.read(1)
         else:
             async with self.client.stream("GET", url) as response:
+                # To the end of the (2-byte) body: httpcore keeps only a
+                # connection whose response was read to the end.
                 async for _ in response.aiter_raw():
-                    break
+                    pass
 
 
-CLIENTS = ["streams", "websockets", "redis", "aiohttp", "aiohttp (no cache)", "httpx"]
+CLIENTS = [
+    "streams",
+    "websockets",
+    "redis",
+    "asyncpg",
+    "aiohttp",
+    "aiohttp (no cache)",
+    "httpx",
+]
 ON_LOOP = {
     "streams": streams_request,
     "websockets": websockets_request,
     "redis": redis_request,
+    "asyncpg": asyncpg_request,
 }
+
+
+#: The clients to measure (``--client``; all when empty).
+CHOSEN: list[str] = []
+
+
+def selected() -> list[str]:
+    return CHOSEN or CLIENTS
 
 
 def available(kind: str, ports: dict[str, int]) -> str | None:
@@ -342,6 +421,8 @@ def available(kind: str, ports: dict[str, int]) -> str | None:
         return "websockets is not installed"
     if kind == "redis" and "redis" not in ports:
         return "redis-server is not installed"
+    if kind == "asyncpg" and "postgres" not in ports:
+        return "PostgreSQL's server is not installed"
     return None
 
 
@@ -375,6 +456,9 @@ def measure(
     # Streams, websockets and redis get the integration from the loop;
     # aiohttp and httpx from their own options, on a plain loop.
     factory = OurLoop if ours and kind in ON_LOOP else PlainLoop
+    # Each run is a program's first: no connection history from the last
+    # run (which would go straight past a blackholed address it knew).
+    set_shared_history(ConnectionHistory())
     start = time.perf_counter()
     with asyncio.Runner(loop_factory=factory) as runner:
         try:
@@ -419,7 +503,7 @@ def happy_path(ports: dict[str, int], args: argparse.Namespace, target: str) -> 
         f"{'wall without':>18}{'with':>14}{'ratio':>9}"
     )
     _Answers.answers.clear()
-    for kind in CLIENTS:
+    for kind in selected():
         reason = available(kind, ports)
         if reason is not None:
             print(f"  {kind:<18}skipped: {reason}")
@@ -454,7 +538,7 @@ def broken(ports: dict[str, int], args: argparse.Namespace, scenario: str) -> No
         for port in ports.values():
             stack.enter_context(helper("127.0.0.2", port))
             _Answers.answers[port] = ["127.0.0.2", "127.0.0.1"]
-        for kind in CLIENTS:
+        for kind in selected():
             reason = available(kind, ports)
             if reason is not None:
                 print(f"  {kind:<18}skipped: {reason}")
@@ -474,11 +558,195 @@ def broken(ports: dict[str, int], args: argparse.Namespace, scenario: str) -> No
     _Answers.answers.clear()
 
 
+# -- instruction counts (callgrind) -----------------------------------------------
+
+LITERAL = "127.0.0.1"
+#: Requests before the counted ones: imports, caches and first-call work
+#: done, connection pools filled.
+WARM_UP = 20
+#: What each client is counted on: (workload, target, connection reused).
+#: A new connection per request is where the integrations work; a reused
+#: one (aiohttp and httpx keep-alive, one redis client for every command)
+#: is what a program sees per request once its connections exist.
+COUNTED: dict[str, list[tuple[str, str, bool]]] = {
+    "streams": [("IP literal", LITERAL, False), ("name", NAME, False)],
+    "websockets": [("IP literal", LITERAL, False), ("name", NAME, False)],
+    "redis": [
+        ("IP literal", LITERAL, False),
+        ("name", NAME, False),
+        ("name, reused", NAME, True),
+    ],
+    "asyncpg": [
+        ("IP literal", LITERAL, False),
+        ("name", NAME, False),
+        ("name, pooled", NAME, True),
+    ],
+    "aiohttp": [
+        ("IP literal", LITERAL, False),
+        ("name (DNS cache)", NAME, False),
+        ("name, keep-alive", NAME, True),
+    ],
+    "aiohttp (no cache)": [("name", NAME, False)],
+    "httpx": [
+        ("IP literal", LITERAL, False),
+        ("name", NAME, False),
+        ("name, keep-alive", NAME, True),
+    ],
+}
+#: The C function the counted requests run inside (``operator.call``, new in
+#: 3.11 and used by none of the clients): callgrind collects only while it
+#: runs (``--toggle-collect``) and writes one dump per call
+#: (``--dump-after``), so one process counts every workload of one client
+#: and the imports and warm-up are never counted.
+COUNTED_CALL = "_operator_call"
+
+
+class _AsyncpgPool:
+    """One asyncpg pool of one connection for every query."""
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+
+    async def request(self, ports: dict[str, int]) -> None:
+        if self.pool is None:
+            import asyncpg
+
+            self.pool = await asyncpg.create_pool(
+                host=TARGET, port=ports["postgres"], user="test",
+                database="postgres", min_size=1, max_size=1,
+            )  # fmt: skip
+        await self.pool.fetchval("SELECT 1")
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+
+class _RedisClient:
+    """One redis client for every command: its pooled connection reused."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+
+    async def request(self, ports: dict[str, int]) -> None:
+        if self.client is None:
+            import redis.asyncio
+
+            self.client = redis.asyncio.Redis(host=TARGET, port=ports["redis"])
+        await self.client.ping()
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+async def _requests(request: Request, ports: dict[str, int], count: int) -> None:
+    for _ in range(count):
+        await request(ports)
+
+
+def instruction_worker(
+    kind: str, ours: bool, ports: dict[str, int], count: int
+) -> None:
+    """Run each workload of *kind*: a warm-up, then *count* counted requests."""
+    import operator
+
+    global TARGET
+    _Answers.instant = True
+    factory = OurLoop if ours and kind in ON_LOOP else PlainLoop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        for _, target, reused in COUNTED[kind]:
+            TARGET = target
+            close: Callable[[], Coroutine[Any, Any, Any]] | None = None
+            if kind in ("redis", "asyncpg") and reused:
+                kept = _RedisClient() if kind == "redis" else _AsyncpgPool()
+                request: Request = kept.request
+                close = kept.aclose
+            elif kind in ON_LOOP:
+                request = ON_LOOP[kind]
+            else:
+                session = Session(kind, ours, keep_alive=reused)
+                runner.run(session.__aenter__())
+                request = session.request
+                close = session.__aexit__
+            runner.run(_requests(request, ports, WARM_UP))
+            # Every side starts counting with the collector's generations
+            # empty: otherwise a full collection falls inside the counted
+            # requests on one side and not the other (seen: 2 % apart).
+            gc.collect()
+            operator.call(runner.run, _requests(request, ports, count))
+            if close is not None:
+                runner.run(close())
+
+
+def instructions(
+    kind: str, ours: bool, ports: dict[str, int], count: int
+) -> list[float]:
+    """Machine instructions per request of each workload of *kind*."""
+    with tempfile.TemporaryDirectory() as directory:
+        out = Path(directory) / "callgrind.out"
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                "--collect-atstart=no",
+                f"--toggle-collect={COUNTED_CALL}",
+                f"--dump-after={COUNTED_CALL}",
+                sys.executable,
+                __file__,
+                "--instruction-worker",
+                json.dumps([kind, ours, ports, count]),
+            ],
+            capture_output=True,
+            text=True,
+            # One hash seed: dict layouts, and so the counts, repeat exactly.
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-3000:])
+        totals = []
+        for part in range(1, len(COUNTED[kind]) + 1):
+            text = Path(f"{out}.{part}").read_text()
+            found = re.search(r"^totals: (\d+)", text, re.MULTILINE)
+            assert found is not None, text[:2000]
+            totals.append(int(found.group(1)) / count)
+        return totals
+
+
+def measure_instructions(ports: dict[str, int], count: int) -> None:
+    if shutil.which("valgrind") is None:
+        print("instruction counts: valgrind is not installed, skipped")
+        return
+    print(
+        f"machine instructions per request (callgrind; {count} counted requests"
+        f" after {WARM_UP} of warm-up; names through an instant scripted"
+        " getaddrinfo)"
+    )
+    print(f"  {'client':<20}{'workload':<20}{'without':>10}{'with':>10}{'ratio':>9}")
+    for kind in selected():
+        reason = available(kind, ports)
+        if reason is not None:
+            print(f"  {kind:<20}skipped: {reason}")
+            continue
+        without = instructions(kind, False, ports, count)
+        with_ = instructions(kind, True, ports, count)
+        for (workload, _, _), plain, ours in zip(
+            COUNTED[kind], without, with_, strict=True
+        ):
+            print(
+                f"  {kind:<20}{workload:<20}{plain / 1000:>9.1f}k{ours / 1000:>9.1f}k"
+                f"{ours / plain:>8.3f}x",
+                flush=True,
+            )
+
+
 # -- AAAA lost, inside a network namespace -----------------------------------------
 
 _INSIDE = """
 import json, runpy, sys
-sys.argv = ["clients.py", "--inside-netns", {ports!r}, "--give-up", {give_up!r}]
+sys.argv = ["clients.py", "--inside-netns", {ports!r}, "--give-up", {give_up!r},
+            *{clients!r}]
 runpy.run_path({path!r}, run_name="__main__")
 """
 
@@ -514,7 +782,10 @@ def aaaa_lost(args: argparse.Namespace) -> None:
             print(f"  the servers did not start: {error}")
             return
         inside = _INSIDE.format(
-            ports=ports, give_up=str(args.give_up), path=str(Path(__file__))
+            ports=ports,
+            give_up=str(args.give_up),
+            path=str(Path(__file__)),
+            clients=[f"--client={kind}" for kind in CHOSEN],
         )
         done = namespace.run_python(inside, timeout=600)
         if done.returncode != 0:
@@ -532,7 +803,7 @@ def aaaa_lost(args: argparse.Namespace) -> None:
 def inside_netns(ports: dict[str, int], give_up: float) -> None:
     """Measure each client once per side against the real resolver."""
     _Answers.scripted = False
-    for kind in CLIENTS:
+    for kind in selected():
         reason = available(kind, ports)
         if reason is not None:
             print(json.dumps([kind, reason, None]), flush=True)  # skipped
@@ -562,16 +833,41 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["happy", "blackholed", "refused", "aaaa"], default=None
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        nargs="?",
+        const=100,
+        metavar="N",
+        help="count machine instructions per request under callgrind instead"
+        " (N counted requests per workload, default 100)",
+    )
+    parser.add_argument(
+        "--client",
+        action="append",
+        choices=CLIENTS,
+        help="only this client (repeatable)",
+    )
+    parser.add_argument("--instruction-worker", help=argparse.SUPPRESS)
     parser.add_argument("--inside-netns", help=argparse.SUPPRESS)
     parser.add_argument("--serve-netns", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_netns:
         serve_netns(args.serve_netns)
         return
+    CHOSEN[:] = args.client or []
     if args.inside_netns:
         inside_netns(json.loads(args.inside_netns), args.give_up)
         return
+    if args.instruction_worker:
+        kind, ours, ports, count = json.loads(args.instruction_worker)
+        instruction_worker(kind, ours, ports, count)
+        return
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    if args.instructions:
+        with servers("127.0.0.1") as ports:
+            measure_instructions(ports, args.instructions)
+        return
     with servers("127.0.0.1") as ports:
         if args.only in (None, "happy"):
             happy_path(ports, args, "127.0.0.1")

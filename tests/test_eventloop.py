@@ -9,6 +9,7 @@ resolver's lookup: no real name lookup is made.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import socket
@@ -21,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from async_stagger import TraceEvent, concurrent_resolver
+from async_stagger import TraceEvent, concurrent_resolver, eventloop
+from async_stagger.connection import NOT_GIVEN
 from async_stagger.eventloop import (
     HappyEyeballsEventLoop,
     happy_eyeballs_uvloop_class,
@@ -129,6 +131,86 @@ def test_asyncio_run_takes_new_event_loop_as_its_loop_factory(
 
     run_with_factory: Any = asyncio.run  # 3.11's signature has no loop_factory
     assert run_with_factory(main(), loop_factory=new_event_loop) == "ping\n"
+
+
+# -- the two plain calls' shortcuts ------------------------------------------
+
+
+class _RecordingBase(asyncio.SelectorEventLoop):
+    """A base loop whose create_connection only records how it was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.calls.append((args, kwargs))
+
+
+class _RecordingLoop(eventloop._HappyEyeballsMixin, _RecordingBase):
+    pass
+
+
+def test_a_socket_handed_over_reaches_the_base_loop_as_the_general_path_sends_it() -> (
+    None
+):
+    loop = _RecordingLoop()
+    sock = socket.socket()
+    try:
+        # The hand-over's shortcut: sock and nothing else, or keywords left
+        # at their defaults (given or not), then calls it does not take.
+        loop.create_connection(asyncio.Protocol, sock=sock)
+        loop.create_connection(
+            asyncio.Protocol, sock=sock, family=0, proto=0, flags=0, ssl=None,
+            all_errors=False, delay=0.1, trace=print,
+        )  # fmt: skip
+        loop.create_connection(asyncio.Protocol, sock=sock, family=socket.AF_INET)
+        loop.create_connection(asyncio.Protocol, sock=sock, family=None)
+        loop.create_connection(asyncio.Protocol, sock=sock, ssl_handshake_timeout=5)
+        loop.create_connection(asyncio.Protocol, sock=sock, all_errors=True)
+    finally:
+        sock.close()
+        loop.close()
+    assert loop.calls == [
+        ((asyncio.Protocol, None, None), {"sock": sock}),
+        ((asyncio.Protocol, None, None), {"sock": sock}),
+        ((asyncio.Protocol, None, None), {"sock": sock, "family": socket.AF_INET}),
+        ((asyncio.Protocol, None, None), {"sock": sock}),
+        ((asyncio.Protocol, None, None), {"sock": sock, "ssl_handshake_timeout": 5}),
+        ((asyncio.Protocol, None, None), {"sock": sock, "all_errors": True}),
+    ]
+
+
+def test_a_plain_call_reaches_create_connection_with_the_general_paths_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = inspect.signature(eventloop.create_connection)
+    received: list[dict[str, Any]] = []
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        bound = real.bind(*args, **kwargs)
+        bound.apply_defaults()
+        received.append(dict(bound.arguments))
+
+    monkeypatch.setattr(eventloop, "create_connection", record)
+    calls: list[dict[str, Any]] = [
+        {},
+        {"family": socket.AF_INET, "proto": 6, "flags": socket.AI_ADDRCONFIG},
+        {"family": socket.AF_INET6},
+        {"family": socket.AF_UNSPEC, "ssl": None, "delay": NOT_GIVEN, "trace": None},
+    ]
+    for keywords in calls:
+        # A loop without defaults takes the shortcut; one made by
+        # loop_factory() (defaults equal to none, in an object of their own)
+        # takes the general path.
+        for loop in (new_event_loop(), loop_factory()()):
+            try:
+                loop.create_connection(asyncio.Protocol, "a.lab.test", 80, **keywords)
+            finally:
+                loop.close()
+    assert len(received) == 2 * len(calls)
+    for shortcut, general in zip(received[::2], received[1::2], strict=True):
+        assert shortcut == general
 
 
 # -- asyncio streams ----------------------------------------------------------
@@ -380,16 +462,23 @@ def test_websockets_reconnect_loop_keeps_working_past_a_blackholed_address(
 # -- redis.asyncio against a real redis-server ------------------------------------
 
 
-@pytest.fixture
-def redis_server(lab: Lab) -> Iterator[Endpoint]:
-    """A redis-server on a loopback address of its own: no persistence, no
-    protected mode to trip over, stopped at teardown."""
+def redis_server_binary() -> str:
+    """redis-py and the redis-server binary, or the test is skipped (in CI,
+    which installs both, failed)."""
     pytest.importorskip("redis.asyncio")
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed (.ci/run installs it)")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    return binary
+
+
+@pytest.fixture
+def redis_server(lab: Lab) -> Iterator[Endpoint]:
+    """A redis-server on a loopback address of its own: no persistence, no
+    protected mode to trip over, stopped at teardown."""
+    binary = redis_server_binary()
     host = lab.ipv4_address()
     port = lab.free_port()
     # No persistence, in the foreground, only on its loopback address.

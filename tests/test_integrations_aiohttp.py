@@ -24,6 +24,7 @@ trustme = pytest.importorskip("trustme")
 
 from async_stagger import TraceEvent  # noqa: E402
 from async_stagger.integrations.aiohttp import HappyEyeballsResolver  # noqa: E402
+from async_stagger.trace import tracing  # noqa: E402
 from lab import Endpoint, FakeGetaddrinfo, Lab  # noqa: E402
 
 QUICK = 2.0
@@ -104,6 +105,27 @@ async def test_resolver_waits_for_late_answers_as_long_as_it_is_told(
     resolver = HappyEyeballsResolver(getaddrinfo_async=names, late_answer_wait=1.0)
     results = await resolver.resolve("late.lab.test", 80, family=socket.AF_UNSPEC)
     assert sorted(r["host"] for r in results) == ["127.0.0.1", "::1"]
+
+
+async def test_resolver_without_a_trace_leaves_the_callers_tracing_alone(
+    lab: Lab,
+) -> None:
+    v4 = Endpoint(socket.AF_INET, "127.0.0.1", 80)
+    names = lab.getaddrinfo({"traced.lab.test": [v4]})
+    outer: list[TraceEvent] = []
+    own: list[TraceEvent] = []
+    with tracing(outer.append):
+        # No trace of its own: the caller's tracing block hears the lookups.
+        await HappyEyeballsResolver(getaddrinfo_async=names).resolve(
+            "traced.lab.test", 80
+        )
+        heard = len(outer)
+        # A trace of its own: the resolver's lookups go there alone.
+        await resolver_for(names, own).resolve("traced.lab.test", 80)
+    assert heard > 0
+    assert {e.kind for e in outer[:heard]} >= {"resolution_started"}
+    assert len(outer) == heard
+    assert [e.kind for e in own] == [e.kind for e in outer]
 
 
 async def test_resolver_failure_names_the_host(lab: Lab) -> None:

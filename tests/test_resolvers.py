@@ -7,17 +7,21 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import gc
 import json
 import math
+import operator
 import socket
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 import pytest
 
-from async_stagger import _answers, resolvers
+from async_stagger import _answers, _family_merge, _lookup_sharing, resolvers
 from async_stagger.address_order import sort_addresses
 from async_stagger.race import staggered_race
 from async_stagger.resolvers import (
@@ -1284,3 +1288,179 @@ async def test_localhost_names_are_answered_without_a_lookup(name, is_localhost)
         assert (got, dns.calls) == (["::1", "127.0.0.1"], [])
     else:
         assert (got, len(dns.calls)) == (["192.0.2.1"], 2)
+
+
+# -- how the lookups run --------------------------------------------------------------
+
+
+class BlockingSystemLookup:
+    """A stand-in for ``socket.getaddrinfo`` (called on the daemon threads)
+    that answers only once released; no query leaves the machine."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls: list[int] = []
+
+    def __call__(self, host: Any, port: Any, family: int = 0, *_: Any) -> list[Any]:
+        self.calls.append(family)
+        if not self.release.wait(10):
+            raise socket.gaierror(socket.EAI_AGAIN, "never released")
+        if family == INET6:
+            raise gaierror()
+        return [info("192.0.2.1", int(port))]
+
+
+async def until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never met")
+
+
+async def test_lookups_of_the_system_getaddrinfo_run_without_a_task(monkeypatch):
+    system = BlockingSystemLookup()
+    monkeypatch.setattr(socket, "getaddrinfo", system)
+    me = asyncio.current_task()
+    pulling = asyncio.ensure_future(anext(concurrent_resolver("name.test", 80)))
+    await until(lambda: len(system.calls) == 2)
+    # Both queries are out, and the only tasks are the caller's.
+    assert {t for t in asyncio.all_tasks() if t is not me} == {pulling}
+    system.release.set()
+    assert await pulling == info("192.0.2.1", 80)
+
+
+async def test_an_abandoned_lookup_of_the_system_getaddrinfo_leaves_nothing_behind(
+    monkeypatch,
+):
+    system = BlockingSystemLookup()
+    monkeypatch.setattr(socket, "getaddrinfo", system)
+    loop = asyncio.get_running_loop()
+    stream = concurrent_resolver("name.test", 80)
+    pulling = asyncio.ensure_future(anext(stream))
+    await until(lambda: len(system.calls) == 2)
+    pulling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pulling
+    # Nobody waits any more: the lookups are no longer offered to newcomers,
+    # and their late answers are dropped (nothing raised, nothing settled).
+    table = _lookup_sharing._in_flight_table(loop)
+    assert not table
+    system.release.set()
+    await asyncio.sleep(0.05)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+
+
+async def test_a_getaddrinfo_put_on_the_loop_runs_in_a_task_of_its_own(monkeypatch):
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    ran_in: list[asyncio.Task[Any] | None] = []
+
+    async def patched(host: Any, port: Any, *, family: int = 0, **_: Any) -> Any:
+        ran_in.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        if family == INET6:
+            raise gaierror()
+        return [info("192.0.2.1", int(port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", patched)
+    assert [item async for item in concurrent_resolver("name.test", 80)] == [
+        info("192.0.2.1", 80)
+    ]
+    assert len(ran_in) == 2
+    assert me not in ran_in
+    assert ran_in[0] is not ran_in[1]
+
+
+async def test_immediate_answers_are_handed_out_without_waiting_to_be_woken(
+    monkeypatch,
+):
+    async def wait(*_: Any) -> None:
+        raise AssertionError("waited for an answer that was already in")
+
+    monkeypatch.setattr(_family_merge._ConcurrentAnswers, "_wait", wait)
+
+    async def instant(host: Any, port: Any, *, family: int = 0, **_: Any) -> Any:
+        if family == INET6:
+            return [info("2001:db8::1", int(port))]
+        return [info("192.0.2.1", int(port))]
+
+    got = [
+        item[4][0]
+        async for item in concurrent_resolver(
+            "name.test", 80, getaddrinfo_async=instant, sort=SORT
+        )
+    ]
+    assert got == ["2001:db8::1", "192.0.2.1"]
+
+
+async def test_a_name_resolution_closed_before_its_first_address_looks_nothing_up():
+    dns = FakeDNS({INET6: (0, V6[:1]), INET: (0, V4[:1])})
+    stream = concurrent_resolver("name.test", 80, getaddrinfo_async=dns)
+    await stream.aclose()  # type: ignore[attr-defined]
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert dns.calls == []
+
+
+@pytest.mark.virtual_clock
+async def test_a_name_resolution_that_ended_or_failed_only_ends():
+    answered = FakeDNS({INET6: (0, V6[:1]), INET: (0, V4[:1])})
+    stream = concurrent_resolver("name.test", 80, getaddrinfo_async=answered)
+    assert len([item async for item in stream]) == 2
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    failed = FakeDNS({INET6: (0, gaierror()), INET: (0, gaierror())})
+    stream = concurrent_resolver("name.test", 80, getaddrinfo_async=failed)
+    with pytest.raises(socket.gaierror):
+        await anext(stream)
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.virtual_clock
+async def test_a_name_resolution_tells_the_race_exactly_what_is_left_once_all_is_in():
+    dns = FakeDNS({INET6: (0.01, V6[:1]), INET: (1.0, V4[:1])})
+    stream = concurrent_resolver("name.test", 80, getaddrinfo_async=dns, sort=SORT)
+    assert operator.length_hint(stream) == 1  # not started: more may come
+    assert (await anext(stream))[4][0] == V6[0]
+    # The IPv4 answer is not in yet: more may come.
+    assert operator.length_hint(stream) == 1
+    await asyncio.sleep(2)
+    assert (await anext(stream))[4][0] == V4[0]
+    assert operator.length_hint(stream) == 0  # both in, all handed out
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+
+
+def test_the_lookups_table_of_a_loop_that_is_gone_is_let_go():
+    class Entry:
+        pass
+
+    loop = asyncio.new_event_loop()
+    table = _lookup_sharing._in_flight_table(loop)
+    assert table is not None
+    assert _lookup_sharing._in_flight_table(loop) is table  # kept at hand
+    entry = Entry()
+    table[("h", 80, 0, 0, 0, 0)] = entry  # type: ignore[assignment]
+    entry_ref = weakref.ref(entry)
+    loop.close()
+    del loop, table, entry
+    gc.collect()
+    assert entry_ref() is None
+    assert _lookup_sharing._last_table is None
+
+
+@pytest.mark.virtual_clock
+async def test_closing_a_resolution_another_task_waits_on_ends_that_wait():
+    dns = FakeDNS({INET6: (NEVER, V6[:1]), INET: (NEVER, V4[:1])})
+    stream = concurrent_resolver("name.test", 80, getaddrinfo_async=dns)
+    pulling = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.1)
+    await stream.aclose()  # type: ignore[attr-defined]
+    with pytest.raises(StopAsyncIteration):
+        await pulling
+    assert sorted(dns.cancelled) == [INET, INET6]

@@ -130,10 +130,13 @@ class _Attempts:
             defaults.CONNECTION_ATTEMPT_DELAY if delay is None else delay
         )
         self.started: dict[int, float] = {}
-        self.finished: set[int] = set()
-        self.outlived: set[int] = set()
+        # Sets of attempt indexes, kept as dicts: an empty dict takes 64
+        # bytes, an empty set 216, and these stay empty on the common path
+        # (0.46 kB per connection in flight, 3.13; benchmarks/memory.py).
+        self.finished: dict[int, None] = {}
+        self.outlived: dict[int, None] = {}
         self.delays: dict[int, float] = {}
-        self.measured: set[int] = set()
+        self.measured: dict[int, None] = {}
         # The history's network key of each attempt, once looked up.
         self.sources: dict[int, str | None] = {}
         self.connected_at: dict[int, float] = {}
@@ -153,7 +156,7 @@ class _Attempts:
             if measured is not None:
                 delay = measured
                 # Reported once the attempt has started (see _connect).
-                self.measured.add(index)
+                self.measured[index] = None
         self.delays[index] = delay
         return delay
 
@@ -165,7 +168,7 @@ class _Attempts:
             return
         if not self.default_delay:
             return  # delay=0: everything starts at once, nobody waited
-        self.outlived.add(latest)
+        self.outlived[latest] = None
         self.unanswered = latest
 
     def _announce_unanswered(self) -> None:
@@ -277,7 +280,7 @@ class _Attempts:
                 live.discard(sock)
                 sock.close()
             if watched:
-                self.finished.add(index)
+                self.finished[index] = None
             if traced and isinstance(exc, asyncio.CancelledError):
                 emit("attempt_cancelled", index=index, address=address)
             elif traced:
@@ -285,7 +288,7 @@ class _Attempts:
             raise
         if watched:
             self.connected_at[index] = self.loop.time()
-            self.finished.add(index)
+            self.finished[index] = None
         if self.tls is not None:
             # The socket is the TLS step's from here on (it hands it to a
             # transport), and the attempt succeeds with its handshake.

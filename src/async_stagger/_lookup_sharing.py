@@ -5,36 +5,40 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 from ._types import AddrInfo, Host, Port
 
-if TYPE_CHECKING:
-    from ._family_merge import _FamilyLookup
+#: Hears a lookup's outcome: ``listener(infos, error)``.
+Listener: TypeAlias = Callable[[list[AddrInfo], BaseException | None], None]
 
 
 class _SharedLookup:
     """One lookup awaited by everybody who asked for the same thing while it
     ran.
 
-    The coroutine doing the work (:func:`_run_lookup`) hands its outcome to
-    :meth:`settle` itself, as its last step, instead of the task announcing
-    it through done callbacks: those would cost one more pass of the event
-    loop, and one scheduled callback per listener, on every lookup.
+    The work hands its outcome to :meth:`settle` itself, as its last step,
+    instead of a task announcing it through done callbacks: those would cost
+    one more pass of the event loop, and one scheduled callback per
+    listener, on every lookup. The work is either a task running the
+    lookup coroutine (:func:`_run_lookup`), or, for the system's
+    ``getaddrinfo``, no task at all: the job on a daemon thread settles the
+    lookup when its answer comes back to the loop (``task`` is ``None``).
     """
 
     __slots__ = (
+        "abandoned",
         "error",
         "infos",
         "key",
         "listeners",
         "settled",
+        "stepped",
         "table",
         "task",
         "waiters",
     )
-
-    task: asyncio.Task[list[AddrInfo]]
 
     def __init__(
         self, table: dict[_LookupKey, _SharedLookup] | None, key: _LookupKey
@@ -43,15 +47,20 @@ class _SharedLookup:
         self.key = key
         self.waiters = 0
         self.settled = False
+        # Whether the lookup has taken its first step (a task started
+        # lazily has not, until the loop's next pass).
+        self.stepped = False
+        self.abandoned = False
         self.infos: list[AddrInfo] = []
         self.error: BaseException | None = None
-        # The family lookups of concurrent resolutions waiting for the
-        # outcome (shared_getaddrinfo's callers await the task instead).
-        self.listeners: list[_FamilyLookup] = []
+        self.task: asyncio.Task[list[AddrInfo]] | None = None
+        # Those waiting for the outcome: the family lookups of concurrent
+        # resolutions, and shared_getaddrinfo's callers.
+        self.listeners: list[Listener] = []
 
     def settle(self, infos: list[AddrInfo], error: BaseException | None) -> None:
         """Record the outcome, stop offering the lookup to newcomers and
-        tell the listeners, all within the lookup task's last step."""
+        tell the listeners, all within the lookup's last step."""
         self.settled = True
         self.infos = infos
         self.error = error
@@ -61,20 +70,36 @@ class _SharedLookup:
         for listener in listeners:
             # A listener reports its own tracer's failures (it never raises
             # them here), so every listener hears the answer.
-            listener.answered(infos, error)
+            listener(infos, error)
+
+    def deliver(self, infos: list[Any] | None, error: BaseException | None) -> None:
+        """The daemon thread's answer, back on the loop: settle, unless
+        everybody left meanwhile."""
+        if self.abandoned:
+            return
+        if error is not None:
+            # Kept without the thread's traceback, as _run_lookup keeps its
+            # errors (each caller raises it afresh).
+            self.settle([], error.with_traceback(None))
+        else:
+            self.settle(infos or [], None)
 
     def leave(self) -> asyncio.Task[list[AddrInfo]] | None:
         """A waiter lost interest before the answer came. When it was the
-        last one, cancel the lookup and return its task, to be awaited: the
-        executor thread cannot be stopped, but nobody is left to hear its
-        answer, and no task may outlive its users."""
+        last one, stop the lookup and return its task, if any, to be
+        awaited: the thread cannot be stopped, but nobody is left to hear
+        its answer, and no task may outlive its users."""
         self.waiters -= 1
-        if self.waiters > 0 or self.task.done():
+        task = self.task
+        if self.waiters > 0 or self.settled or (task is not None and task.done()):
             return None
         if self.table is not None:
             _forget(self.table, self.key, self)
-        self.task.cancel()
-        return self.task
+        self.abandoned = True
+        if task is None:
+            return None  # a thread's answer nobody hears: dropped
+        task.cancel()
+        return task
 
 
 _LookupKey: TypeAlias = tuple[Host, Port, int, int, int, int]
@@ -84,16 +109,38 @@ _in_flight: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
+# The table of the loop asked for last, the loop weakly referenced: a
+# program runs one loop, and WeakKeyDictionary.get (a weak reference made
+# and two Python calls) is worth 1.1k instructions per lookup (3.11).
+_last_table: (
+    tuple[weakref.ref[asyncio.AbstractEventLoop], dict[_LookupKey, _SharedLookup]]
+    | None
+) = None
+
+
 def _in_flight_table(
     loop: asyncio.AbstractEventLoop,
 ) -> dict[_LookupKey, _SharedLookup] | None:
+    global _last_table
+    last = _last_table
+    if last is not None and last[0]() is loop:
+        return last[1]
     try:
         table = _in_flight.get(loop)
         if table is None:
             table = _in_flight[loop] = {}
+        _last_table = (weakref.ref(loop, _drop_last_table), table)
     except TypeError:  # a loop that cannot be weakly referenced: no sharing
         return None
     return table
+
+
+def _drop_last_table(gone: weakref.ref[asyncio.AbstractEventLoop]) -> None:
+    # The loop is gone: its table must not outlive it here either.
+    global _last_table
+    last = _last_table
+    if last is not None and last[0] is gone:
+        _last_table = None
 
 
 def _forget(

@@ -83,6 +83,39 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
+def look_up_in_daemon_thread(
+    loop: asyncio.AbstractEventLoop,
+    deliver: Callable[[list[tuple[Any, ...]] | None, BaseException | None], None],
+    host: str | bytes | None,
+    port: str | bytes | int | None,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> None:
+    """Run ``socket.getaddrinfo`` on one of the daemon threads and call
+    ``deliver(result, None)`` or ``deliver(None, error)`` on *loop* with its
+    outcome (not at all if the loop has closed meanwhile).
+
+    No future and no task: the shared lookups settle straight from
+    *deliver* (see ``_lookup_sharing``), which spares a lookup of the
+    system's ``getaddrinfo`` a task, two coroutines and a future.
+    """
+
+    def look_up() -> None:
+        result: list[tuple[Any, ...]] | None = None
+        error: BaseException | None = None
+        try:
+            result = socket.getaddrinfo(host, port, family, type, proto, flags)
+        except Exception as exc:
+            error = exc
+        # RuntimeError: the loop is closed, nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, result, error)
+
+    _threads.submit(look_up)
+
+
 async def getaddrinfo_in_daemon_thread(
     host: str | bytes | None,
     port: str | bytes | int | None,
@@ -127,16 +160,5 @@ async def getaddrinfo_in_daemon_thread(
         else:
             answer.set_result(result or [])
 
-    def look_up() -> None:
-        result: list[tuple[Any, ...]] | None = None
-        error: BaseException | None = None
-        try:
-            result = socket.getaddrinfo(host, port, family, type, proto, flags)
-        except Exception as exc:
-            error = exc
-        # RuntimeError: the loop is closed, nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(deliver, result, error)
-
-    _threads.submit(look_up)
+    look_up_in_daemon_thread(loop, deliver, host, port, family, type, proto, flags)
     return await answer

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -138,14 +139,23 @@ def has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
     it. A ``getaddrinfo`` a program or a test put on the loop, or a loop
     class of its own, is called as it is.
     """
-    return getattr(loop.getaddrinfo, "__func__", None) is _abilities(loop).getaddrinfo
+    # _abilities inlined for the class already seen, as in connects_directly
+    # (~0.4k instructions a call; asked once per lookup).
+    found = _by_class.get(type(loop))
+    if found is None:
+        found = _abilities(loop)
+    return getattr(loop.getaddrinfo, "__func__", None) is found.getaddrinfo
 
 
 def starts_tasks_eagerly(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether :func:`start_task` starts tasks eagerly on *loop*: where
     asyncio can, unless the loop has a task factory of its own, or a
     ``create_task`` of its own (either gets its way)."""
-    return _abilities(loop).eager and loop.get_task_factory() is None
+    # _abilities inlined, as in has_stock_getaddrinfo.
+    found = _by_class.get(type(loop))
+    if found is None:
+        found = _abilities(loop)
+    return found.eager and loop.get_task_factory() is None
 
 
 def start_task(
@@ -156,11 +166,30 @@ def start_task(
     at once (a ``connect()`` refused or accepted, a cached lookup) costs no
     pass of the loop, and may even finish before this returns."""
     if starts_tasks_eagerly(loop):
-        if sys.version_info >= (3, 14) and type(loop).create_task is (
-            asyncio.BaseEventLoop.create_task
-        ):
-            # 3.14's create_task takes eager_start itself, and keeps its own
-            # bookkeeping of the task.
+        if _create_task_starts_eagerly(loop):
             return loop.create_task(coro, eager_start=True)  # type: ignore[call-arg,unused-ignore]
         return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
     return loop.create_task(coro)
+
+
+def task_starter(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]:
+    """:func:`start_task` on *loop* as one callable of the coroutine, for a
+    caller that starts many tasks from one frame (the race's driver). It is
+    built in C (a ``functools.partial`` or a bound method): a task that
+    finishes during its eager start then has its caller's frame right below
+    it, not a frame of ours (see the race's note on cpython#100964)."""
+    if starts_tasks_eagerly(loop):
+        if _create_task_starts_eagerly(loop):
+            return partial(loop.create_task, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        return partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return loop.create_task
+
+
+def _create_task_starts_eagerly(loop: asyncio.AbstractEventLoop) -> bool:
+    # 3.14's create_task takes eager_start itself, and keeps its own
+    # bookkeeping of the task.
+    return sys.version_info >= (3, 14) and type(loop).create_task is (
+        asyncio.BaseEventLoop.create_task
+    )

@@ -47,7 +47,6 @@ their own. It is safe to use from several event loops and threads.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import math
 import threading
@@ -203,8 +202,13 @@ class ConnectionHistory:
                     del entries[key]
             return None
         # KeyError: dropped by another thread meanwhile; the entry stands.
-        with contextlib.suppress(KeyError):
+        # (A try statement, not contextlib.suppress: three calls fewer,
+        # ~4k instructions per lookup (3.11), and a connection to a name looks
+        # up each address once or twice.)
+        try:  # noqa: SIM105
             entries.move_to_end(key)
+        except KeyError:
+            pass
         return entry
 
     def attempt_delay(self, source: str, destination: str) -> float | None:

@@ -1,0 +1,135 @@
+"""staggered_race keeps only outcomes: what a finished race holds, and keeps alive.
+
+A race's result keeps every attempt's exception, traceback and frames, so a
+race of many attempts must keep nothing else per attempt (no task, no
+coroutine, no factory), and nothing that leads back to the result: then a
+dropped result is freed by reference counting alone, with the cyclic
+garbage collector switched off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import traceback
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from async_stagger import staggered_race
+
+
+class Refused(Exception):
+    """What every attempt here fails with."""
+
+
+@contextmanager
+def collector_off() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def refused(
+    tasks: weakref.WeakSet[asyncio.Task[Any]], delay: float | None
+) -> None:
+    """An attempt: notes its task (weakly), and fails."""
+    tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+    if delay is not None:
+        await asyncio.sleep(delay)
+    raise Refused("refused")
+
+
+def factories(
+    count: int, delay: float | None = None
+) -> tuple[list[functools.partial[Awaitable[None]]], weakref.WeakSet[Any]]:
+    """*count* attempts that fail (after *delay*, if any), and the set of
+    their tasks, held weakly."""
+    tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+    return [functools.partial(refused, tasks, delay) for _ in range(count)], tasks
+
+
+async def test_failed_attempts_keep_no_task_and_no_factory_alive() -> None:
+    attempts, tasks = factories(50)
+    watched = [weakref.ref(factory) for factory in attempts[1:]]
+    with collector_off():
+        result = await staggered_race(attempts, 0)
+        del attempts
+        assert result[1] is None
+        assert all(isinstance(exc, Refused) for exc in result[2])
+        if asyncio.get_running_loop().get_task_factory() is None:
+            # Only attempt 0's task (ours: it ran inline) is still alive. A
+            # task factory of the program's own is called through Python
+            # frames of its own, which on Python 3.12 and 3.13 a failure's
+            # frames keep (cpython#100964), with the task in their locals.
+            me = asyncio.current_task()
+            assert [task for task in tasks if task is not me] == []
+        assert [ref for ref in watched if ref() is not None] == []
+
+
+async def test_a_dropped_result_is_freed_without_the_cyclic_collector() -> None:
+    for delay, attempt_delay in ((0, None), (0.001, None), (None, 0.0), (0, 0.0)):
+        attempts, _ = factories(20, attempt_delay)
+        with collector_off():
+            result = await staggered_race(attempts, delay)
+            del attempts
+            exceptions = [weakref.ref(exc) for exc in result[2] if exc is not None]
+            assert len(exceptions) == 20
+            del result
+            assert [ref for ref in exceptions if ref() is not None] == [], delay
+
+
+async def test_a_dropped_result_of_an_async_source_is_freed_likewise() -> None:
+    attempts, _ = factories(10)
+
+    async def source() -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        for factory in attempts:
+            yield factory
+
+    with collector_off():
+        result = await staggered_race(source(), 0)
+        exceptions = [weakref.ref(exc) for exc in result[2] if exc is not None]
+        assert len(exceptions) == 10
+        del result
+        assert [ref for ref in exceptions if ref() is not None] == []
+
+
+async def test_a_failed_attempt_keeps_its_own_traceback() -> None:
+    async def connect(address: str) -> None:
+        raise Refused(address)
+
+    attempts = [functools.partial(connect, f"10.0.0.{i}") for i in range(3)]
+    _, _, exceptions, _ = await staggered_race(attempts, 0)
+    for index, exc in enumerate(exceptions):
+        assert exc is not None
+        frames = [frame.name for frame in traceback.extract_tb(exc.__traceback__)]
+        assert frames == ["connect"], index
+        assert exc.__traceback__ is not None
+        assert exc.__traceback__.tb_frame.f_locals == {"address": f"10.0.0.{index}"}
+
+
+async def test_an_attempt_cancelled_before_it_ran_is_recorded_as_cancelled() -> None:
+    async def wins_after_two_steps() -> str:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return "won"
+
+    async def would_hang() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    winner, index, exceptions, aiter_exc = await staggered_race(
+        [wins_after_two_steps, would_hang], 0
+    )
+    assert (winner, index, aiter_exc) == ("won", 0, None)
+    # Where tasks start lazily, attempt 1's task is cancelled before its
+    # first step; where they start eagerly, while it waits. Either way its
+    # slot says it was cancelled.
+    assert len(exceptions) == 2
+    assert exceptions[0] is None
+    assert isinstance(exceptions[1], asyncio.CancelledError)
