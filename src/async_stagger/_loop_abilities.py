@@ -117,7 +117,7 @@ def connects_by_address(loop: asyncio.AbstractEventLoop) -> bool:
     if found.create_connection is _NONE:
         return False
     try:
-        # Read as attributes, not with getattr(): ~0.4k instructions less.
+        # Read as attributes, not with getattr(): ~0.3k instructions less.
         return (
             loop.create_connection.__func__ is found.create_connection  # type: ignore[attr-defined]
             and loop.sock_connect.__func__ is found.sock_connect  # type: ignore[attr-defined]
