@@ -114,11 +114,16 @@ def connects_by_address(loop: asyncio.AbstractEventLoop) -> bool:
     found = _by_class.get(type(loop))
     if found is None:
         found = _abilities(loop)
-    return (
-        found.create_connection is not _NONE
-        and getattr(loop.create_connection, "__func__", None) is found.create_connection
-        and getattr(loop.sock_connect, "__func__", None) is found.sock_connect
-    )
+    if found.create_connection is _NONE:
+        return False
+    try:
+        # Read as attributes, not with getattr(): ~0.3k instructions less.
+        return (
+            loop.create_connection.__func__ is found.create_connection  # type: ignore[attr-defined]
+            and loop.sock_connect.__func__ is found.sock_connect  # type: ignore[attr-defined]
+        )
+    except AttributeError:  # a function of a program's own, not a method
+        return False
 
 
 def has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
