@@ -555,3 +555,115 @@ async def test_an_address_that_could_not_be_bound_is_not_blamed(lab: Lab) -> Non
             history=history,
         )
     assert len(history) == 0
+
+
+# -- the shortcuts: what they must never change -----------------------------------
+
+
+def test_a_history_knows_an_address_until_its_last_entry_goes() -> None:
+    history, clock = make_history(lifetime=600, max_entries=3)
+    assert not history.knows_any(["198.51.100.1"])
+    history.record_failure("192.0.2.7", "198.51.100.1", "failed")
+    history.record_success("203.0.113.9", "198.51.100.1", 0.01)
+    assert history.knows_any(["198.51.100.9", "198.51.100.1"])
+    history.forget("192.0.2.7")
+    assert history.knows_any(["198.51.100.1"])  # another network's entry
+    # Dropped as the least recently used: known no more.
+    history.record_success("192.0.2.7", "198.51.100.2", 0.01)
+    history.record_success("192.0.2.7", "198.51.100.3", 0.01)
+    history.record_success("192.0.2.7", "198.51.100.4", 0.01)
+    assert not history.knows_any(["198.51.100.1"])
+    # Expired and looked at: gone.
+    clock.now += 601
+    assert history.lookup("192.0.2.7", "198.51.100.2") is None
+    assert not history.knows_any(["198.51.100.2"])
+    assert history.knows_any(["198.51.100.3"])
+    history.clear()
+    assert not history.knows_any(["198.51.100.3", "198.51.100.4"])
+
+
+def test_an_expired_entry_is_still_expired_when_recorded_over() -> None:
+    history, clock = make_history(lifetime=600)
+    history.record_success("192.0.2.7", "198.51.100.1", 0.5)
+    history.record_failure("192.0.2.7", "198.51.100.1", "failed")
+    clock.now += 601
+    # The old RTT is past its lifetime: the new sample starts over.
+    history.record_success("192.0.2.7", "198.51.100.1", 0.02)
+    entry = history.lookup("192.0.2.7", "198.51.100.1")
+    assert entry is not None
+    assert (entry.rtt, entry.rtt_variation) == (0.02, 0.01)
+    assert entry.failure == "failed"  # kept, as before: the latest failure
+    assert type(entry).__name__ == "HistoryEntry"
+    assert entry.reachable
+
+
+def test_a_recorded_entry_becomes_the_most_recently_used() -> None:
+    history, _ = make_history(max_entries=2)
+    history.record_success("192.0.2.7", "198.51.100.1", 0.01)
+    history.record_success("192.0.2.7", "198.51.100.2", 0.01)
+    history.record_failure("192.0.2.7", "198.51.100.1", "no answer")
+    history.record_success("192.0.2.7", "198.51.100.3", 0.01)
+    assert [key for key, _ in history.entries()] == [
+        ("192.0.2.7", "198.51.100.1"),
+        ("192.0.2.7", "198.51.100.3"),
+    ]
+    history.record_success("192.0.2.7", "198.51.100.3", 0.01)
+    history.record_success("192.0.2.7", "198.51.100.4", 0.01)
+    assert [key for key, _ in history.entries()] == [
+        ("192.0.2.7", "198.51.100.3"),
+        ("192.0.2.7", "198.51.100.4"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "rtt",
+    [0.0, -0.0, 0.001, 0.024, 0.025, 0.1, 0.3, 0.5, 1.99, 2.0, 2.5, 7, 0, 1],
+)
+def test_attempt_delay_is_the_clamp_it_stands_for(rtt: float) -> None:
+    delay = rtt + 4 * (rtt / 2)
+    expected = max(
+        min(
+            max(delay, defaults.MINIMUM_CONNECTION_ATTEMPT_DELAY),
+            defaults.MAXIMUM_CONNECTION_ATTEMPT_DELAY,
+        ),
+        defaults.CONNECTION_ATTEMPT_DELAY_FLOOR,
+    )
+    found = attempt_delay_for_rtt(rtt, rtt / 2)
+    assert (found, type(found)) == (expected, type(expected))
+
+
+def test_addresses_the_history_never_saw_go_as_without_history() -> None:
+    from async_stagger._answers import _order
+
+    history, _ = make_history()
+    history.record_success("127.0.0.1", "127.0.0.9", 0.001)
+    infos = [info("127.0.0.3"), info("127.0.0.2")]
+    for system_sorted in (False, True):
+        assert _order(
+            infos, sort_addresses, 1, system_sorted=system_sorted, history=history
+        ) == _order(infos, sort_addresses, 1, system_sorted=system_sorted)
+
+
+def test_an_address_the_history_knows_is_still_reordered_among_strangers() -> None:
+    from async_stagger._answers import _order
+
+    history, clock = make_history()
+    source = find_source_address(socket.AF_INET, ("127.0.0.2", 80))
+    assert source is not None
+    history.record_success(source[0], "127.0.0.2", 0.001)
+    history.record_success(source[0], "127.0.0.9", 0.001)
+    infos = [info("127.0.0.3"), info("127.0.0.2")]
+    # The system's order of one family, which history=None keeps ...
+    assert _order(infos, sort_addresses, 1, system_sorted=True) == infos
+    # ... gives way to the address used before.
+    assert _order(infos, sort_addresses, 1, system_sorted=True, history=history) == [
+        infos[1],
+        infos[0],
+    ]
+    # An address that failed lately goes last.
+    clock.now += 1
+    history.record_failure(source[0], "127.0.0.2", "failed")
+    assert (
+        _order(infos[::-1], sort_addresses, 1, system_sorted=True, history=history)
+        == infos
+    )
