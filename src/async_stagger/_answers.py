@@ -127,7 +127,8 @@ def _order(
         # history columns, as an empty one does: it is left out, and the
         # addresses go the way history=None sends them (a membership test
         # per address instead of a source probe, a lookup per address and a
-        # sort: N instructions per connection, 3.11).
+        # sort: ordering two addresses 28.0k to 13.1k instructions, 3.11,
+        # against 9.6k with history=None; ~2.5k more when it knows one).
         and history.knows_any([info[4][0] for info in infos])
     ):
         infos = sort_addresses(infos, history=history)
