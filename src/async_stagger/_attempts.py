@@ -246,7 +246,9 @@ class _Attempts:
                 f"no local address of family {family_constant_name(family)}"
                 f" to connect to {info[4]!r} from",
             )
-            self.skipped = [*self.skipped, (info[4], skipped)]
+            if not isinstance(self.skipped, list):
+                self.skipped = []
+            self.skipped.append((info[4], skipped))
             emit("address_skipped", address=info[4], error=skipped)
 
     def aclose(self) -> Awaitable[None]:
