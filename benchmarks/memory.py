@@ -120,27 +120,28 @@ def blackholes(hosts: tuple[str, ...]) -> Iterator[int]:
 
 
 async def bytes_per_connection(
-    connect: Connect, port: int, count: int, top: dict[str, Counter[str]] | None = None
+    connect: Connect,
+    port: int,
+    count: int,
+    snapshots: dict[str, tracemalloc.Snapshot] | None = None,
 ) -> tuple[float, float]:
     """Start *count* connections to ``two.test``; the memory allocated since,
     per connection, while the first attempts run and while both do. With
-    *top*, also the bytes held by each line of code at both moments (see
-    :func:`by_line`)."""
+    *snapshots*, also tracemalloc's snapshots: before (``""``) and at both
+    moments."""
 
     def held(moment: str) -> int:
         if any(task.done() for task in tasks):
             failed = next(task for task in tasks if task.done())
             raise RuntimeError(f"a connection finished early: {failed!r}")
         gc.collect()
-        if top is not None:
-            top[moment] = by_line(
-                tracemalloc.take_snapshot().compare_to(start, "traceback")
-            )
+        if snapshots is not None:
+            snapshots[moment] = tracemalloc.take_snapshot()
         return tracemalloc.get_traced_memory()[0] - before
 
     gc.collect()
-    if top is not None:
-        start = tracemalloc.take_snapshot()
+    if snapshots is not None:
+        snapshots[""] = tracemalloc.take_snapshot()
     before = tracemalloc.get_traced_memory()[0]
     tasks = [asyncio.ensure_future(connect("two.test", port)) for _ in range(count)]
     await asyncio.sleep(DELAY / 2)
@@ -153,12 +154,12 @@ async def bytes_per_connection(
     return one / count, both / count
 
 
-def by_line(stats: list[tracemalloc.StatisticDiff]) -> Counter[str]:
-    """Bytes allocated since the snapshot compared with, by the innermost
-    line of async_stagger's code each allocation was made under (else the
-    innermost line of all)."""
+def by_line(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> Counter[str]:
+    """Bytes allocated from *before* to *after*, by the innermost line of
+    async_stagger's code each allocation was made under (else the innermost
+    line of all)."""
     lines: Counter[str] = Counter()
-    for stat in stats:
+    for stat in after.compare_to(before, "traceback"):
         frames = list(stat.traceback)[::-1]  # innermost first
         frame = next(
             (frame for frame in frames if "/async_stagger/" in frame.filename),
@@ -175,7 +176,7 @@ def where(count: int, top: int) -> None:
     connections of async_stagger's ``open_connection`` holds most of."""
     FixedAnswers.answers = {"two.test": ["127.0.0.4", "127.0.0.5"]}
     connect = clients()["async_stagger open_connection"]
-    found: dict[str, Counter[str]] = {}
+    found: dict[str, tracemalloc.Snapshot] = {}
     tracemalloc.start(30)
     try:
         with (
@@ -186,9 +187,10 @@ def where(count: int, top: int) -> None:
             runner.run(bytes_per_connection(connect, port, count, found))
     finally:
         tracemalloc.stop()
-    for moment, lines in found.items():
+    before = found.pop("")
+    for moment, snapshot in found.items():
         print(f"async_stagger open_connection, {moment}: bytes per connection by line")
-        for line, size in lines.most_common(top):
+        for line, size in by_line(before, snapshot).most_common(top):
             print(f"  {size / count:7.0f}  {line[:100]}")
 
 
