@@ -12,10 +12,26 @@ for sequential loopback connections, microseconds per connection made with:
 * trio's ``open_tcp_stream`` on trio's own event loop (when trio is
   installed; marked as a different event loop in the output),
 
-for one address (an IP literal) and for two addresses of which the first
-works (the addresses come from a ``getaddrinfo`` that answers at once, so no
-executor thread is measured; trio gets the same answers through its custom
-hostname resolver hook). Then it times a connection whose first address
+for one address (an IP literal) and for a name answering two addresses of
+which the first works, two ways (the same for every client):
+
+* "loop's getaddrinfo": the loop is a subclass whose own coroutine
+  ``getaddrinfo`` answers at once, so no thread is involved (trio gets the
+  same answers through its custom hostname resolver hook). It shows the
+  Python each client spends around a lookup; it is what a program whose
+  loop or resolver answers without threads (a cache, an async DNS library)
+  pays.
+* "system getaddrinfo": asyncio's stock loop, as in a real program, with
+  ``socket.getaddrinfo`` replaced for this whole process (see
+  :func:`answering_getaddrinfo`) to answer the benchmark's names at once,
+  on whichever thread calls it. Each client pays its own way of calling the
+  system resolver: asyncio, its ``happy_eyeballs_delay`` and
+  aiohappyeyeballs (through ``loop.getaddrinfo``) a thread of the loop's
+  default executor; trio its thread cache; async_stagger its daemon
+  threads, one lookup per family. This is the row a program on asyncio's
+  default loop sees, less the name service's own time.
+
+Then it times a connection whose first address
 is blackholed (its accept queue is full, so SYNs are dropped): that should
 take the connection attempt delay plus a few milliseconds. Last, with TLS, a
 first address that accepts TCP but never answers the TLS ClientHello (the
@@ -35,6 +51,15 @@ CPU time on a shared or virtual machine drifts by several per cent between
 runs; ``--instructions`` also counts the machine instructions each client
 executes per connection under ``valgrind --tool=callgrind`` (when valgrind is
 installed): the same count on every run, whatever else the machine is doing.
+Callgrind counts every thread of the process, so the system getaddrinfo
+row includes the lookup threads' work and their hand-off to the loop; the
+CPU column of the timing table counts the loop's thread only.
+
+No name is ever looked up for real: the replaced ``socket.getaddrinfo``
+answers the benchmark's names and raises for any other name (an IP
+literal, which needs no name service, goes to the system's with
+``AI_NUMERICHOST``); uvloop, whose lookups run in C out of its reach, gets
+the IP literal only.
 """
 
 from __future__ import annotations
@@ -155,6 +180,50 @@ class FixedAnswers(asyncio.SelectorEventLoop):
         return await super().getaddrinfo(host, port, family=family, type=type, **_)
 
 
+#: The names the replaced ``socket.getaddrinfo`` answers, with their IPv4
+#: addresses (the same as FixedAnswers gives its name).
+SYSTEM_ANSWERS: dict[str, list[str]] = {"two.system.test": ["127.0.0.2", "127.0.0.3"]}
+
+_system_getaddrinfo = socket.getaddrinfo
+
+
+def answering_getaddrinfo(
+    host: Any,
+    port: Any,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[Any]:
+    """``socket.getaddrinfo`` for this benchmark: a name of SYSTEM_ANSWERS
+    is answered at once, like an IPv4-only name in the hosts file; any other
+    name raises, so no query ever leaves the machine."""
+    name = host.decode() if isinstance(host, bytes) else host
+    if name in SYSTEM_ANSWERS:
+        if flags & socket.AI_NUMERICHOST or family not in (0, socket.AF_INET):
+            # Not a numeric address; an IPv4-only name has no AAAA answer.
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        return [(*tcp, (ip, int(port))) for ip in SYSTEM_ANSWERS[name]]
+    # Anything else only as a numeric address (trio's first try for an IP
+    # literal): the system's getaddrinfo then asks no name service.
+    return _system_getaddrinfo(
+        host, port, family, type, proto, flags | socket.AI_NUMERICHOST
+    )
+
+
+def answer_names_without_lookups() -> None:
+    """Replace ``socket.getaddrinfo`` for the whole process: every thread,
+    asyncio's executor, our daemon threads and trio's calls it by attribute,
+    so all of them get :func:`answering_getaddrinfo`."""
+    socket.getaddrinfo = answering_getaddrinfo
+
+
+def addresses(host: str) -> list[str]:
+    """The addresses a workload's host stands for (itself, if a literal)."""
+    return FixedAnswers.answers.get(host) or SYSTEM_ANSWERS.get(host) or [host]
+
+
 #: Whether to measure the steps of our connection apart (``--breakdown``).
 BREAKDOWN = False
 
@@ -167,7 +236,7 @@ def breakdown_candidates() -> dict[str, Connect]:
     wait until writable, read SO_ERROR) handed to ``open_connection``."""
 
     async def fixed(host: str, port: int, **_: Any) -> Any:
-        for ip in FixedAnswers.answers.get(host, [host]):
+        for ip in addresses(host):
             yield (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
 
     async def ours_fixed(host: str, port: int) -> Any:
@@ -180,7 +249,7 @@ def breakdown_candidates() -> dict[str, Connect]:
 
     async def floor(host: str, port: int) -> Any:
         loop = asyncio.get_running_loop()
-        ip = FixedAnswers.answers.get(host, [host])[0]
+        ip = addresses(host)[0]
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -321,7 +390,9 @@ def trio_run_many(host: str, port: int, counts: tuple[int, ...]) -> tuple[float,
     of the last batch."""
 
     async def batches() -> tuple[float, float]:
-        trio.socket.set_custom_hostname_resolver(trio_answers())
+        if host not in SYSTEM_ANSWERS:
+            # Else trio's own lookups: socket.getaddrinfo on its threads.
+            trio.socket.set_custom_hostname_resolver(trio_answers())
         figures = (0.0, 0.0)
         for count in counts:
             start = time.perf_counter()
@@ -365,20 +436,34 @@ async def run_many(
     return elapsed / count * 1e6, cpu / count * 1e6
 
 
-#: Hosts to connect to, by title: an IP literal, and a name answering two
-#: addresses at once (FixedAnswers).
+#: Hosts to connect to, by title: an IP literal, a name answering two
+#: addresses at once through the loop's own getaddrinfo (FixedAnswers), and
+#: the same through the system's getaddrinfo (answering_getaddrinfo).
 WORKLOADS = {
     "one address (IP literal 127.0.0.2)": "127.0.0.2",
-    "two addresses, first works": "two.test",
+    "two addresses, first works, loop's getaddrinfo": "two.test",
+    "two addresses, first works, system getaddrinfo": "two.system.test",
 }
 
 
 def workloads() -> dict[str, str]:
     """The workloads the current loop can run: uvloop resolves names in C,
-    out of reach of the fixed answers, so it gets the IP literal only."""
+    out of reach of both kinds of fixed answers (it would ask the real name
+    service), so it gets the IP literal only."""
     if LOOP_FACTORY is FixedAnswers:
         return WORKLOADS
     return dict(list(WORKLOADS.items())[:1])
+
+
+def loop_factory(host: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The loop a workload runs on: a name of the system's getaddrinfo
+    needs asyncio's stock loop, whose ``getaddrinfo`` is the system's in
+    the default executor (FixedAnswers has its own)."""
+    if host in SYSTEM_ANSWERS:
+        if LOOP_FACTORY is not FixedAnswers:
+            raise RuntimeError(f"{host} would be looked up for real on this loop")
+        return asyncio.new_event_loop
+    return LOOP_FACTORY
 
 
 def measure(count: int, rounds: int) -> None:
@@ -394,7 +479,7 @@ def measure(count: int, rounds: int) -> None:
             results: dict[str, list[tuple[float, float]]] = {n: [] for n in found}
             for _ in range(rounds):
                 for name, connect in found.items():
-                    with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+                    with asyncio.Runner(loop_factory=loop_factory(host)) as runner:
                         results[name].append(
                             runner.run(run_many(connect, host, port, count))
                         )
@@ -648,7 +733,7 @@ def worker(name: str, host: str, count: int) -> None:
         return
     with (
         listener("0.0.0.0") as port,
-        asyncio.Runner(loop_factory=LOOP_FACTORY) as runner,
+        asyncio.Runner(loop_factory=loop_factory(host)) as runner,
     ):
         runner.run(run_many(found[name], host, port, 20))
         if count:
@@ -764,6 +849,7 @@ def main() -> None:
     )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    answer_names_without_lookups()
     global BREAKDOWN, LOOP_FACTORY
     BREAKDOWN = args.breakdown
     if args.uvloop:

@@ -41,6 +41,41 @@ def test_lookup_threads_are_daemons_and_never_more_than_the_bound() -> None:
     assert all(thread.daemon for thread in seen)
 
 
+def _wait_for(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("timed out")
+
+
+def test_a_thread_waiting_for_work_takes_the_next_job_and_no_thread_starts() -> None:
+    pool = _DaemonThreads()
+    ran: list[threading.Thread] = []
+    pool.submit(lambda: ran.append(threading.current_thread()))
+    _wait_for(lambda: pool._idle == 1)
+    pool.submit(lambda: ran.append(threading.current_thread()))
+    _wait_for(lambda: len(ran) == 2 and pool._idle == 1)
+    assert ran[0] is ran[1]
+    assert pool._threads == 1
+
+
+def test_a_thread_idle_for_too_long_ends_and_a_later_job_starts_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_lookup_threads, "_IDLE_SECONDS", 0.05)
+    pool = _DaemonThreads()
+    ran: list[threading.Thread] = []
+    pool.submit(lambda: ran.append(threading.current_thread()))
+    _wait_for(lambda: pool._threads == 0)
+    assert pool._idle == 0
+    ran[0].join(5)
+    assert not ran[0].is_alive()
+    pool.submit(lambda: ran.append(threading.current_thread()))
+    _wait_for(lambda: len(ran) == 2)
+    assert ran[1] is not ran[0]
+
+
 async def test_system_lookups_leave_the_default_executor_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

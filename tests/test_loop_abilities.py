@@ -4,6 +4,7 @@ resolvers and the connection functions alike."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from typing import Any
 
@@ -75,3 +76,38 @@ async def test_a_getaddrinfo_put_on_the_loop_is_used_as_it_is(
     assert not has_stock_getaddrinfo(loop)
     # The class's own answer is unchanged for the next loop of the class.
     assert connects_directly(loop)
+
+
+async def test_a_task_factory_of_the_program_starts_the_lookups_and_runs_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Lookups start eagerly only where the loop has no task factory: one a
+    # program set gets every lookup task, which runs its getaddrinfo.
+    from async_stagger.resolvers import concurrent_resolver
+
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.Task[Any]] = []
+    ran_in: list[asyncio.Task[Any] | None] = []
+
+    def factory(loop: Any, coro: Any, **options: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **options)
+        made.append(task)
+        return task
+
+    async def getaddrinfo(host: Any, port: Any, *, family: int = 0, **_: Any) -> Any:
+        ran_in.append(asyncio.current_task())
+        if family == socket.AF_INET6:
+            raise socket.gaierror(socket.EAI_NONAME, "no such address")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    previous = loop.get_task_factory()
+    loop.set_task_factory(factory)
+    try:
+        assert not starts_tasks_eagerly(loop)
+        answers = [info async for info in concurrent_resolver("name.test", 80)]
+    finally:
+        loop.set_task_factory(previous)
+    assert answers == [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", 80))]
+    assert len(made) == 2
+    assert sorted(map(id, ran_in)) == sorted(map(id, made))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import loops
-from async_stagger import _make_connection
+from async_stagger import _direct_answer, _make_connection
 from async_stagger.connection import (
     create_connected_sock,
     create_connection,
@@ -401,7 +401,7 @@ async def test_a_lone_literal_leaves_the_history_as_the_race_does(
 UNREACHABLE_PROGRAM = """
 import asyncio, json
 import loops
-from async_stagger import _make_connection
+from async_stagger import _direct_answer, _make_connection
 from async_stagger.connection import open_connection
 
 def describe(exc):
@@ -495,3 +495,33 @@ async def test_a_tls_race_of_one_literal_still_races(lab: Lab, spy: Spy) -> None
     writer.close()
     await writer.wait_closed()
     assert spy.races == 1
+
+
+# -- a literal connected to before ----------------------------------------------
+
+
+@pytest.mark.parametrize("history", ["shared", "none", "own"])
+async def test_a_literal_connected_to_before_goes_the_same_way_again(
+    lab: Lab, spy: Spy, history: str
+) -> None:
+    # The first connection answers the literal with the resolver; the next
+    # one finds it remembered (_direct_answer.lone_ipv4_literal).
+    working = lab.working()
+    option = {"shared": SHARED, "none": None, "own": ConnectionHistory()}[history]
+    _direct_answer._ipv4_literals.clear()
+    first = await connection_of(open_stream, working, history=option)
+    assert working.host in _direct_answer._ipv4_literals
+    again = await connection_of(open_stream, working, history=option)
+    assert again == first
+    assert spy.races == 0
+    assert spy.by_address == (2 if on_uvloop() else 0)
+
+
+async def test_a_literal_connected_to_before_still_has_its_history_checked(
+    lab: Lab,
+) -> None:
+    working = lab.working()
+    await close(await open_connection(working.host, working.port))
+    assert working.host in _direct_answer._ipv4_literals
+    with pytest.raises(TypeError, match="history must be a ConnectionHistory"):
+        await open_connection(working.host, working.port, history="shared")  # type: ignore[arg-type]
