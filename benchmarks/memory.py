@@ -17,6 +17,11 @@ plain ``asyncio.open_connection`` (which tries one address at a time, so holds
 one attempt: the floor, not a peer). Each figure includes the task the
 benchmark runs the connection in, measured alone on the last line. Ratios
 are to aiohappyeyeballs.
+
+``--top N`` also lists, for async_stagger's ``open_connection``, the N
+lines of code whose allocations each connection in flight holds most of
+(each allocation charged to the innermost line of async_stagger's code it
+was made under, or of the benchmark's when none).
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import linecache
 import socket
 import sys
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,29 +120,78 @@ def blackholes(hosts: tuple[str, ...]) -> Iterator[int]:
 
 
 async def bytes_per_connection(
-    connect: Connect, port: int, count: int
+    connect: Connect,
+    port: int,
+    count: int,
+    snapshots: dict[str, tracemalloc.Snapshot] | None = None,
 ) -> tuple[float, float]:
     """Start *count* connections to ``two.test``; the memory allocated since,
-    per connection, while the first attempts run and while both do."""
+    per connection, while the first attempts run and while both do. With
+    *snapshots*, also tracemalloc's snapshots: before (``""``) and at both
+    moments."""
 
-    def held() -> int:
+    def held(moment: str) -> int:
         if any(task.done() for task in tasks):
             failed = next(task for task in tasks if task.done())
             raise RuntimeError(f"a connection finished early: {failed!r}")
         gc.collect()
+        if snapshots is not None:
+            snapshots[moment] = tracemalloc.take_snapshot()
         return tracemalloc.get_traced_memory()[0] - before
 
     gc.collect()
+    if snapshots is not None:
+        snapshots[""] = tracemalloc.take_snapshot()
     before = tracemalloc.get_traced_memory()[0]
     tasks = [asyncio.ensure_future(connect("two.test", port)) for _ in range(count)]
     await asyncio.sleep(DELAY / 2)
-    one = held()
+    one = held("1st attempt running")
     await asyncio.sleep(DELAY)
-    both = held()
+    both = held("both running")
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return one / count, both / count
+
+
+def by_line(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> Counter[str]:
+    """Bytes allocated from *before* to *after*, by the innermost line of
+    async_stagger's code each allocation was made under (else the innermost
+    line of all)."""
+    lines: Counter[str] = Counter()
+    for stat in after.compare_to(before, "traceback"):
+        frames = list(stat.traceback)[::-1]  # innermost first
+        frame = next(
+            (frame for frame in frames if "/async_stagger/" in frame.filename),
+            frames[0],
+        )
+        code = linecache.getline(frame.filename, frame.lineno).strip()
+        place = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+        lines[f"{place} {code}"] += stat.size_diff
+    return lines
+
+
+def where(count: int, top: int) -> None:
+    """Print the *top* lines of code whose allocations each of *count*
+    connections of async_stagger's ``open_connection`` holds most of."""
+    FixedAnswers.answers = {"two.test": ["127.0.0.4", "127.0.0.5"]}
+    connect = clients()["async_stagger open_connection"]
+    found: dict[str, tracemalloc.Snapshot] = {}
+    tracemalloc.start(30)
+    try:
+        with (
+            blackholes(("127.0.0.4", "127.0.0.5")) as port,
+            asyncio.Runner(loop_factory=FixedAnswers) as runner,
+        ):
+            runner.run(bytes_per_connection(connect, port, 20))
+            runner.run(bytes_per_connection(connect, port, count, found))
+    finally:
+        tracemalloc.stop()
+    before = found.pop("")
+    for moment, snapshot in found.items():
+        print(f"async_stagger open_connection, {moment}: bytes per connection by line")
+        for line, size in by_line(before, snapshot).most_common(top):
+            print(f"  {size / count:7.0f}  {line[:100]}")
 
 
 def measure(count: int, rounds: int) -> dict[str, tuple[float, float]]:
@@ -163,6 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--top", type=int, default=0, metavar="N")
     args = parser.parse_args()
     results = measure(args.count, args.rounds)
     print(
@@ -180,6 +237,8 @@ def main() -> None:
         print(f"  {name:48s} {cells[0]:>24s} {cells[1]:>24s}")
     if base:
         print("  (ratios to aiohappyeyeballs)")
+    if args.top:
+        where(args.count, args.top)
 
 
 if __name__ == "__main__":

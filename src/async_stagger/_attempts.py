@@ -15,8 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -67,22 +75,20 @@ class _Attempts:
 
     __slots__ = (
         "addresses",
-        "connected_at",
+        "connect_times",
         "default_delay",
         "delays",
         "direct_connect",
-        "finished",
         "history",
+        "latest_finished",
         "live",
         "local_addrs",
         "loop",
-        "measured",
         "outlived",
         "pending",
         "remote",
         "skipped",
         "sources",
-        "started",
         "unanswered",
         "watched",
     )
@@ -107,12 +113,16 @@ class _Attempts:
         self.direct_connect = connects_directly(loop)
         # (remote sockaddr, local sockaddr) of attempt i, for error messages.
         self.addresses: list[tuple[tuple[Any, ...], tuple[Any, ...] | None]] = []
-        # Sockets created and neither closed nor handed to the caller yet.
-        self.live: set[socket.socket] = set()
-        # Errors for remote addresses no local address could be paired with.
-        self.skipped: list[tuple[tuple[Any, ...], OSError]] = []
-        # Further (remote, local) pairs for the current remote address.
-        self.pending: list[tuple[AddrInfo, tuple[Any, ...]]] = []
+        # Sockets connected and not handed to the caller yet: the winner, and
+        # one that connected after another had won (an attempt that fails
+        # closes its own). Held from the connect on, not from the socket's
+        # creation: nothing is held while attempts are in flight.
+        self.live: tuple[socket.socket, ...] = ()
+        # Errors for remote addresses no local address could be paired with,
+        # and further (remote, local) pairs for the current remote address:
+        # a list only once there is one (the empty tuple is shared).
+        self.skipped: Sequence[tuple[tuple[Any, ...], OSError]] = ()
+        self.pending: Sequence[tuple[AddrInfo, tuple[Any, ...]]] = ()
         # What the connection history and the tracer need is kept only when
         # one of them is listening (see _watch), and made only then: the
         # containers cost an IP literal's connection 0.5 % of its
@@ -122,24 +132,30 @@ class _Attempts:
 
     def _watch(self, history: ConnectionHistory | None, delay: float | None) -> None:
         """Keep what the history (and the tracer) need about each attempt:
-        the start of each, the attempts that ended, those still unanswered
-        when the next one started, and the delay after each."""
+        how long its connect took, whether the latest one has ended, those
+        still unanswered when the next one started, and the delay after
+        each (an attempt keeps its own start time while it runs)."""
         self.history = history
         self.watched = True
         self.default_delay = (
             defaults.CONNECTION_ATTEMPT_DELAY if delay is None else delay
         )
-        self.started: dict[int, float] = {}
-        # Sets of attempt indexes, kept as dicts: an empty dict takes 64
-        # bytes, an empty set 216, and these stay empty on the common path
-        # (0.46 kB per connection in flight, 3.13; benchmarks/memory.py).
-        self.finished: dict[int, None] = {}
-        self.outlived: dict[int, None] = {}
-        self.delays: dict[int, float] = {}
-        self.measured: dict[int, None] = {}
-        # The history's network key of each attempt, once looked up.
-        self.sources: dict[int, str | None] = {}
-        self.connected_at: dict[int, float] = {}
+        # Each made at its first entry (None until then): while attempts are
+        # in flight they are mostly empty, and even an empty dict takes 64
+        # bytes. The attempts whose delay ran out unanswered, in the order
+        # of their indexes (a list: 88 bytes with one, a dict 224, 3.13):
+        self.outlived: list[int] | None = None
+        # By attempt index: the delay after an attempt, where the history
+        # measured it (the others had the default delay):
+        self.delays: dict[int, float] | None = None
+        # The history's network key of each attempt, once looked up:
+        self.sources: dict[int, str | None] | None = None
+        # How long TCP's connect took (the history's RTT), for those that
+        # connected:
+        self.connect_times: dict[int, float] | None = None
+        # The highest index of an attempt that ended: the latest one has
+        # ended when it is this one (only the latest is ever asked about).
+        self.latest_finished = -1
         self.unanswered = -1
 
     def delay_after(self, index: int) -> float:
@@ -149,26 +165,37 @@ class _Attempts:
         history = self.history
         if history is not None and len(history):
             address, local = self.addresses[index]
-            source = self.sources[index] = _source_host(address, local)
+            source = _source_host(address, local)
+            if self.sources is None:
+                self.sources = {}
+            self.sources[index] = source
             measured = (
                 None if source is None else history.attempt_delay(source, address[0])
             )
             if measured is not None:
                 delay = measured
                 # Reported once the attempt has started (see _connect).
-                self.measured[index] = None
-        self.delays[index] = delay
+                if self.delays is None:
+                    self.delays = {}
+                self.delays[index] = delay
         return delay
 
     def _note_outlived(self) -> None:
         """The race asks for the next attempt: if the latest one is still
         running, its delay ran out without an answer (RFC 8305 §5)."""
         latest = len(self.addresses) - 1
-        if latest < 0 or latest in self.finished or latest in self.outlived:
+        outlived = self.outlived
+        if (
+            latest < 0
+            or latest <= self.latest_finished
+            or (outlived is not None and outlived[-1] == latest)
+        ):
             return
         if not self.default_delay:
             return  # delay=0: everything starts at once, nobody waited
-        self.outlived[latest] = None
+        if outlived is None:
+            outlived = self.outlived = []
+        outlived.append(latest)
         self.unanswered = latest
 
     def _announce_unanswered(self) -> None:
@@ -176,11 +203,14 @@ class _Attempts:
         being made now starts."""
         latest, self.unanswered = self.unanswered, -1
         if latest >= 0 and tracing_active():
+            delays = self.delays
             emit(
                 "attempt_delay_expired",
                 index=latest,
                 address=self.addresses[latest][0],
-                delay=self.delays.get(latest, self.default_delay),
+                delay=self.default_delay
+                if delays is None
+                else delays.get(latest, self.default_delay),
             )
 
     def __aiter__(self) -> _Attempts:
@@ -195,8 +225,10 @@ class _Attempts:
     async def __anext__(self) -> Callable[[], Any]:
         if self.watched:
             self._note_outlived()
-        if self.pending:
-            info, local = self.pending.pop()
+        pending = self.pending
+        if pending:
+            assert isinstance(pending, list)
+            info, local = pending.pop()
             return self._factory(info, local)
         local_addrs = self.local_addrs
         while True:
@@ -215,6 +247,8 @@ class _Attempts:
                 f"no local address of family {family_constant_name(family)}"
                 f" to connect to {info[4]!r} from",
             )
+            if not isinstance(self.skipped, list):
+                self.skipped = []
             self.skipped.append((info[4], skipped))
             emit("address_skipped", address=info[4], error=skipped)
 
@@ -245,20 +279,20 @@ class _Attempts:
         if traced:
             emit("attempt_started", index=index, address=address, local_address=local)
         watched = self.watched
+        started = 0.0
         if watched:
-            self.started[index] = self.loop.time()
-            if traced and index in self.measured:
+            started = self.loop.time()
+            delays = self.delays
+            if traced and delays is not None and index in delays:
                 emit(
                     "attempt_delay_from_history",
                     index=index,
                     address=address,
-                    delay=self.delays[index],
+                    delay=delays[index],
                 )
-        live = self.live
         sock = None
         try:
             sock = socket.socket(family, type_, proto)
-            live.add(sock)
             sock.setblocking(False)
             if local is not None:
                 try:
@@ -277,23 +311,25 @@ class _Attempts:
                 await self.loop.sock_connect(sock, address)
         except BaseException as exc:
             if sock is not None:
-                live.discard(sock)
                 sock.close()
-            if watched:
-                self.finished[index] = None
+            if watched and index > self.latest_finished:
+                self.latest_finished = index
             if traced and isinstance(exc, asyncio.CancelledError):
                 emit("attempt_cancelled", index=index, address=address)
             elif traced:
                 emit("attempt_failed", index=index, address=address, error=exc)
             raise
         if watched:
-            self.connected_at[index] = self.loop.time()
-            self.finished[index] = None
+            if self.connect_times is None:
+                self.connect_times = {}
+            self.connect_times[index] = self.loop.time() - started
+            if index > self.latest_finished:
+                self.latest_finished = index
         if self.tls is not None:
             # The socket is the TLS step's from here on (it hands it to a
             # transport), and the attempt succeeds with its handshake.
-            live.discard(sock)
             return await self.tls.handshake(index, sock, address, local)
+        self.live = (*self.live, sock)
         if traced:
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return sock
@@ -317,6 +353,7 @@ def _record_outcomes(
     winner_index: int | None,
 ) -> None:
     """Tell the history how each attempt went (see async_stagger.history)."""
+    outlived = () if attempts.outlived is None else set(attempts.outlived)
     for index, ((address, local), exc) in enumerate(
         zip(attempts.addresses, exceptions, strict=False)
     ):
@@ -326,21 +363,22 @@ def _record_outcomes(
             if local is not None and isinstance(exc.__cause__, OSError):
                 continue  # the local address could not be bound: not its fault
             outcome = "failed"
-        elif winner_index is not None and index in attempts.outlived:
+        elif winner_index is not None and index in outlived:
             # Cancelled because another won after its delay ran out.
             outcome = "no answer"
         else:
             continue  # cancelled early: nothing learned
-        source = attempts.sources.get(index, "")
+        sources = attempts.sources
+        source = "" if sources is None else sources.get(index, "")
         if source == "":
             source = _source_host(address, local)
         if source is None:
             continue
         if outcome == "connected":
             # TCP's connect time: with TLS, the handshake is not the RTT.
-            connected = attempts.connected_at.get(index)
-            if connected is not None:
-                rtt = connected - attempts.started.get(index, connected)
+            times = attempts.connect_times
+            rtt = None if times is None else times.get(index)
+            if rtt is not None:
                 history.record_success(source, address[0], rtt)
         elif outcome == "failed":
             history.record_failure(source, address[0], "failed")
@@ -383,11 +421,15 @@ async def _connect_when_writable(
     error raises ``OSError(err, "Connect call failed ...")``, their exception
     and message).
     """
-    try:
-        sock.connect(address)
+    # connect_ex, not connect: an error code, not a BlockingIOError, for
+    # "in progress". The exception's traceback would make this coroutine's
+    # frame an object, kept for as long as the connect waits (240 bytes per
+    # attempt in flight, 3.13); an error is raised as connect() raises it.
+    error = sock.connect_ex(address)
+    if error == 0:
         return
-    except (BlockingIOError, InterruptedError):
-        pass  # in progress: wait until the socket is writable
+    if error not in _IN_PROGRESS:
+        raise OSError(error, os.strerror(error))
     fd = sock.fileno()
     writable = loop.create_future()
     loop.add_writer(fd, _set_once, writable)
@@ -398,6 +440,13 @@ async def _connect_when_writable(
     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if error:
         raise OSError(error, f"Connect call failed {address}")
+
+
+# What connect() raises BlockingIOError or InterruptedError for: the
+# connection goes on in the background.
+_IN_PROGRESS = frozenset(
+    {errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY, errno.EWOULDBLOCK, errno.EINTR}
+)
 
 
 def _set_once(future: asyncio.Future[None]) -> None:
