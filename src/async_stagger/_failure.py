@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._attempts import _Attempts
+    from collections.abc import Iterable, Sequence
+
     from ._types import Host, Port
 
 
@@ -28,17 +29,20 @@ def _annotate(exc: BaseException, note: str) -> None:
 def failure(
     host: Host,
     port: Port,
-    attempts: _Attempts,
+    tried: Sequence[tuple[tuple[Any, ...], tuple[Any, ...] | None]],
+    skipped: Iterable[tuple[tuple[Any, ...], BaseException]],
     exceptions: list[BaseException | None],
     source_exc: BaseException | None,
     raise_exc_group: bool,
 ) -> BaseException:
-    """The exception to raise when no attempt succeeded."""
+    """The exception to raise when no attempt succeeded: *tried* holds each
+    attempt's (remote, local) address, in the order of *exceptions*;
+    *skipped* the addresses never tried, each with its reason."""
     failures: list[tuple[str, BaseException]] = []
-    for (address, local), exc in zip(attempts.addresses, exceptions, strict=False):
+    for (address, local), exc in zip(tried, exceptions, strict=False):
         if exc is not None:
             failures.append((_describe(address, local), exc))
-    for address, exc in attempts.skipped:
+    for address, exc in skipped:
         failures.append((_describe(address, None), exc))
     lookup: list[BaseException] = []
     if isinstance(source_exc, BaseExceptionGroup):

@@ -245,7 +245,8 @@ async def _connect(
                 raise failure(
                     plan.host,
                     plan.port,
-                    attempts,
+                    attempts.addresses,
+                    attempts.skipped,
                     exceptions,
                     source_exc,
                     plan.raise_exc_group,
@@ -370,9 +371,9 @@ async def _open_by_address(
         mark.cancel()
     if waited and isinstance(error, OSError) and error.errno:
         error = OSError(error.errno, f"Connect call failed {address}")
-    attempts = _Attempts(loop, _NOTHING_LEFT, None)
-    attempts.addresses.append((address, None))
-    raise failure(plan.host, plan.port, attempts, [error], None, plan.raise_exc_group)
+    raise failure(
+        plan.host, plan.port, [(address, None)], (), [error], None, plan.raise_exc_group
+    )
 
 
 _NO_CONTEXT = contextvars.Context()
