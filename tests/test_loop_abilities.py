@@ -135,10 +135,12 @@ async def test_a_create_task_put_on_the_loop_makes_the_tasks_not_started_eagerly
     assert len(made) == (0 if starts_tasks_eagerly(loop) else 1)
 
 
-async def test_a_task_started_lazily_is_an_asyncio_task_of_the_loop() -> None:
+async def test_a_started_task_is_an_asyncio_task_of_the_loop_it_knows() -> None:
     loop = asyncio.get_running_loop()
-    task = start_task(loop, _first_step([]))
+    release = loop.create_future()
+    task = start_task(loop, asyncio.wait_for(release, None))
     assert isinstance(task, asyncio.Task)
     assert task.get_loop() is loop
     assert task in asyncio.all_tasks(loop)  # registered, as create_task does
+    release.set_result(None)
     await task

@@ -291,6 +291,9 @@ class _ConcurrentAnswers:
                     unmerged[0].finished or (len(unmerged) > 1 and unmerged[1].finished)
                 ):
                     answers = []
+                    # (The one await below is for the IPv4 answer, always
+                    # the last: every lookup is seen finished or not before
+                    # it, as in a snapshot taken first.)
                     for lookup in unmerged[:]:
                         if not lookup.finished:
                             continue
