@@ -169,7 +169,7 @@ class Race(Generic[T]):
         self.wake: asyncio.Future[None] | None = None
         # The background pull of an async source, while attempts run.
         self.pull: asyncio.Task[Any] | None = None
-        # Attempt 0 runs in the caller's own task (see _attempt_inline);
+        # Attempt 0 runs in the caller's own task (see run);
         # while it does, later attempts are started by a driver task.
         self.inline_task: asyncio.Task[Any] | None = None
         self.inline_running = False
@@ -189,9 +189,51 @@ class Race(Generic[T]):
             except (Exception, asyncio.CancelledError) as exc:
                 self._source_stopped(exc)
             else:
-                attempt = self._attempt_inline(first)
-                del first  # see _attempt_inline
-                await attempt
+                me = asyncio.current_task(self.loop)
+                if me is None:  # pragma: no cover - awaited outside any task
+                    # Nothing to interrupt attempt 0 with: the driver starts
+                    # it as it starts the others.
+                    await self._drive(first)
+                else:
+                    # Attempt 0, in the caller's task (see the module's
+                    # docstring for the cancel request this may have to take
+                    # back). Awaited in this frame, not in a coroutine of its
+                    # own: every connection in flight holds one coroutine
+                    # less (272 bytes on 3.11, 264 on 3.13, benchmarks/memory.py).
+                    self._start_inline(me)
+                    cancel_requests = me.cancelling()
+                    work: Awaitable[Any] | None
+                    try:
+                        try:
+                            work = attempt_work(0, first)
+                        finally:
+                            # Called, the factory has given the attempt what
+                            # it needs: it need not live while the attempt
+                            # runs (a connection attempt's holds 272 bytes,
+                            # 3.13), nor be kept by a failure's frames (3.12+).
+                            del first
+                        result = await work
+                    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                        raise  # the program's, not the attempt's: finish below
+                    except BaseException as exc:
+                        work = None  # the finished attempt: likewise
+                        _drop_own_frame(exc)
+                        self._failed(0, exc)
+                    else:
+                        self._succeeded(0, result)
+                        del result
+                    finally:
+                        self.inline_running = False
+                        if self.cancelled_inline:
+                            self.cancelled_inline = False
+                            me.uncancel()
+                    if me.cancelling() > cancel_requests:
+                        # Somebody else cancelled us while attempt 0 ran
+                        # here; the attempt took the CancelledError, pass it on.
+                        outcome = self.exceptions[0]
+                        if isinstance(outcome, asyncio.CancelledError):
+                            raise outcome
+                        raise asyncio.CancelledError()
                 if self.driver is not None:
                     await self.driver
                 elif not self.over:
@@ -207,49 +249,6 @@ class Race(Generic[T]):
             # may lead to them, or the result is freed only by the cyclic
             # garbage collector.
             self.exceptions = _HANDED_OVER
-
-    async def _attempt_inline(self, factory: object) -> None:
-        """Run attempt 0 right here, in the caller's task (see the module's
-        docstring for the cancel request this may have to take back)."""
-        me = asyncio.current_task(self.loop)
-        if me is None:  # pragma: no cover - awaited outside any task
-            # Nothing to interrupt attempt 0 with: the driver starts it as
-            # it starts the others.
-            await self._drive(factory)
-            return
-        self._start_inline(me)
-        cancel_requests = me.cancelling()
-        work: Awaitable[Any] | None
-        try:
-            try:
-                work = attempt_work(0, factory)
-            finally:
-                # Called, the factory has given the attempt what it needs:
-                # it need not live while the attempt runs (a connection
-                # attempt's holds 272 bytes, 3.13), nor be kept by a
-                # failure's frames (3.12+).
-                del factory
-            result = await work
-        except (KeyboardInterrupt, SystemExit, GeneratorExit):
-            raise  # the program's, not the attempt's: run() cleans up
-        except BaseException as exc:
-            work = None  # the finished attempt: likewise
-            _drop_own_frame(exc)
-            self._failed(0, exc)
-        else:
-            self._succeeded(0, result)
-        finally:
-            self.inline_running = False
-            if self.cancelled_inline:
-                self.cancelled_inline = False
-                me.uncancel()
-        if me.cancelling() > cancel_requests:
-            # Somebody else cancelled us while attempt 0 ran here; the
-            # attempt took the CancelledError, pass it on.
-            outcome = self.exceptions[0]
-            if isinstance(outcome, asyncio.CancelledError):
-                raise outcome
-            raise asyncio.CancelledError()
 
     def _start_inline(self, me: asyncio.Task[Any]) -> None:
         """Book attempt 0 as started in the caller's task *me*, and arrange
@@ -431,7 +430,7 @@ class Race(Generic[T]):
             try:
                 work = attempt_work(index, factory)
             finally:
-                del factory  # see _attempt_inline
+                del factory  # see run
             result = await work
         except GeneratorExit:
             raise  # the coroutine is being closed, not the attempt failing
@@ -496,7 +495,7 @@ class Race(Generic[T]):
                 other.cancel()
         if self.inline_running and index != 0:
             # Attempt 0 lost while running in the caller's task: interrupt
-            # it there; _attempt_inline takes this cancel request back.
+            # it there; run takes this cancel request back.
             self.cancelled_inline = True
             assert self.inline_task is not None
             self.inline_task.cancel()
