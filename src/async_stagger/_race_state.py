@@ -55,11 +55,12 @@ through Python functions (a ``start_task`` helper, a ``_start`` method),
 each failure would keep their frames too, with the task, its context and
 the coroutine in their locals (nine objects per failed attempt instead of
 four: the cost per attempt grew 2.7-3.6x from 1,000 to 100,000 attempts,
-now 1.35x on 3.13, see ``benchmarks/race_scaling.py``). So the driver
+now 1.09-1.14x on 3.13, see ``benchmarks/race_scaling.py``). So the driver
 starts each task itself, through a starter built in C
 (:func:`~async_stagger._loop_abilities.task_starter`): a failed attempt's
-frame then leads only to the frame of its task's coroutine (:meth:`Race._attempt`,
-the fourth object) and on to the driver's, which all attempts share.
+frame then leads only to the frame of its task's coroutine
+(:meth:`Race._attempt`, the fourth object) and on to the driver's, which
+all attempts share.
 
 That fourth object stays: whatever Python frame awaits the attempt when it
 fails becomes its ``f_back``, and an attempt needs a coroutine of the race's
