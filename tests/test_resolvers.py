@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from async_stagger import _answers, _family_merge, _lookup_sharing, resolvers
+from async_stagger import (
+    _answers,
+    _family_merge,
+    _lookup_sharing,
+    _resolver_checks,
+    resolvers,
+)
 from async_stagger.address_order import sort_addresses
 from async_stagger.race import staggered_race
 from async_stagger.resolvers import (
@@ -1239,6 +1245,7 @@ async def test_one_family_from_the_system_keeps_the_systems_order(
     monkeypatch.setattr(loop, "getaddrinfo", lookup)
     monkeypatch.setattr(resolvers, "sort_addresses", spy)
     monkeypatch.setattr(_answers, "sort_addresses", spy)
+    monkeypatch.setattr(_resolver_checks, "sort_addresses", spy)
     got = [i[4][0] async for i in concurrent_resolver("h", 80, type=STREAM)]
     assert bool(sorted_lists) is sorted_
     if not sorted_:
@@ -1269,6 +1276,7 @@ def test_a_late_answer_of_the_other_family_from_the_system_is_sorted_after_all(
         return SORT(infos)
 
     monkeypatch.setattr(_answers, "sort_addresses", spy)
+    monkeypatch.setattr(_resolver_checks, "sort_addresses", spy)
     v4 = [info(address) for address in ["192.0.2.9", "10.0.0.9", "192.0.2.1"]]
     assert _answers._order(v4, spy, 1, [INET], system_sorted=True) == v4
     assert _answers._order(v4, spy, 1, (), system_sorted=True) == v4
