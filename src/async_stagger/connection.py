@@ -435,13 +435,10 @@ async def open_connection(
     .. versionadded:: 1.0
        *race_tls*: TLS handshakes are part of the race.
     """
-    if (
-        type(limit) is not int or limit <= 0
-    ):  # the common call: one test (~0.6k instructions, 0.15 %)
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise not_an_int("limit", limit)
-        if limit <= 0:
-            raise ValueError(f"limit must be positive, got {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise not_an_int("limit", limit)
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit!r}")
     # The values in the order of _plan's parameters.
     plan = _plan(
         loop, host, port, ssl, family, proto, flags, sock, local_addr,
