@@ -507,8 +507,7 @@ def _plan(
     if sock is not None:
         # No Happy Eyeballs: the other connection keywords play no part.
         check_sock(sock, host=host, port=port)
-        if nat64 is not True:
-            nat64 = check_setting(nat64)
+        nat64 = check_setting(nat64)
         return new_plan((
             running, host, port, family, proto, flags, sock, None, None, 0.0,
             True, resolver, None, raise_exc_group, tls, race_tls, trace,
@@ -542,8 +541,7 @@ def _plan(
         check_resolver_takes_interleave(interleave, resolver)
     if local_addr is not None:
         check_local_addr(local_addr)
-    if nat64 is not True:
-        nat64 = check_setting(nat64)
+    nat64 = check_setting(nat64)
     return new_plan((
         running, host, port, family, proto, flags, None, local_addr, local_addrs,
         chosen_delay, delay_given, resolver, interleave, raise_exc_group, tls,
