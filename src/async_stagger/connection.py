@@ -494,16 +494,9 @@ def _plan(
     running = asyncio.get_running_loop()
     if loop is not None and loop is not running:
         check_loop(loop, running)
-    tls = None
-    if (
-        ssl is not None
-        or server_hostname is not None
-        or ssl_handshake_timeout is not None
-        or ssl_shutdown_timeout is not None
-    ):
-        tls = tls_keywords(
-            host, ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
-        )
+    tls = tls_keywords(
+        host, ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
+    )
     if sock is not None:
         # No Happy Eyeballs: the other connection keywords play no part.
         check_sock(sock, host=host, port=port)
