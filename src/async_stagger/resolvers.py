@@ -496,8 +496,12 @@ def concurrent_resolver(
        *nat64*: IPv4 through NAT64 on IPv6-only networks.
     """
     if (
-        # The common call, from the connection functions, checked in a few
+        # The common call (the aiohttp resolver's, a program's, a
+        # resolver bound with partial and no options), checked in a few
         # comparisons; anything else gets the full, explanatory checks.
+        # Worth 13.2k instructions per call: resolving an IP literal costs
+        # 23.9k with it, 37.0k with the full checks (3.11). The connection
+        # functions skip both: their plan is checked already.
         builtins.type(host) is str
         and "\0" not in host
         and builtins.type(port) is int
