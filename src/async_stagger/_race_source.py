@@ -27,7 +27,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable
 from operator import length_hint
-from types import CoroutineType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -67,7 +66,7 @@ def attempt_work(index: int, factory: object) -> Awaitable[Any]:
             f" got {factory!r}"
         )
     work = factory()
-    if type(work) is not CoroutineType and not inspect.isawaitable(work):
+    if not inspect.isawaitable(work):
         raise TypeError(
             f"attempt {index}: {factory!r} returned {work!r}, which is not awaitable"
         )
