@@ -56,14 +56,10 @@ async def finish(race: Race[Any]) -> None:
             except Exception as exc:
                 if race.iter_exc is None:
                     race.iter_exc = exc
-    if race.running:
-        # Only an attempt that never reported (running counts them) can
-        # have left its slot unfinished; testing the count costs ~200
-        # instructions less per race than searching the list.
-        for index, outcome in enumerate(race.exceptions):
-            if outcome is NOT_FINISHED:
-                # Cancelled before its first step ever ran.
-                race.exceptions[index] = asyncio.CancelledError()
+    for index, outcome in enumerate(race.exceptions):
+        if outcome is NOT_FINISHED:
+            # An attempt cancelled before its first step ever ran.
+            race.exceptions[index] = asyncio.CancelledError()
     if race.exit_exc is not None:
         raise race.exit_exc
     if cancelled is not None:
