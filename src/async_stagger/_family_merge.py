@@ -258,7 +258,7 @@ class _ConcurrentAnswers:
             return max(1, len(self._tail))
         return len(self._tail)
 
-    # The race may believe __length_hint__ (see race._items_left).
+    # The race may believe __length_hint__ (see _race_source.items_left).
     _exact_length_hint = True
 
     async def __anext__(self) -> AddrInfo:
