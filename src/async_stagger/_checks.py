@@ -140,9 +140,18 @@ def check_first_addr_family_count(count: object) -> int:
     return count
 
 
-def check_callable(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise TypeError(f"{name} must be callable or None, got {value!r}")
+def check_callable(name: str, value: object, *, allow_none: bool = True) -> None:
+    """Refuse a *value* that cannot be called (``None`` too, unless
+    *allow_none*).
+
+    Raises:
+        TypeError: *value* is not callable.
+    """
+    if allow_none:
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable or None, got {value!r}")
+    elif not callable(value):
+        raise TypeError(f"{name} must be callable, got {value!r}")
 
 
 def check_delay(name: str, value: object) -> float | None:

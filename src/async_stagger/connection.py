@@ -56,7 +56,7 @@ from collections.abc import (
 from typing import Any, Final, TypeAlias
 
 from . import defaults
-from ._checks import check_delay, check_host, check_port
+from ._checks import check_callable, check_delay, check_host, check_port
 from ._make_connection import make_connection
 from ._plan import (
     ConnectionPlan,
@@ -528,8 +528,7 @@ def _plan(
         if delay_given
         else defaults.CONNECTION_ATTEMPT_DELAY
     )
-    if not callable(resolver):
-        raise TypeError(f"resolver must be callable, got {resolver!r}")
+    check_callable("resolver", resolver, allow_none=False)
     if interleave is not None:
         check_resolver_takes_interleave(interleave, resolver)
     if local_addr is not None:

@@ -80,8 +80,7 @@ class _Defaults:
     ) -> None:
         if not isinstance(delay, NotGiven):
             check_delay("delay", delay)
-        if not callable(resolver):
-            raise TypeError(f"resolver must be callable, got {resolver!r}")
+        check_callable("resolver", resolver, allow_none=False)
         check_callable("trace", trace)
         self.delay = delay
         self.resolver = resolver

@@ -32,6 +32,7 @@ from functools import partial
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from .._checks import check_callable
 from ..connection import AddrInfo
 from ..defaults import FIRST_ADDRESS_FAMILY_COUNT, RESOLUTION_DELAY
 from ..resolvers import GetaddrinfoAsync, concurrent_resolver
@@ -86,8 +87,7 @@ class HappyEyeballsResolver(AbstractResolver):
     ) -> None:
         if not late_answer_wait >= 0:
             raise ValueError(f"late_answer_wait must be >= 0, got {late_answer_wait!r}")
-        if trace is not None and not callable(trace):
-            raise TypeError(f"trace must be callable, got {trace!r}")
+        check_callable("trace", trace)
         # Checked now, by the resolver itself, rather than on first use.
         concurrent_resolver(
             None,  # answered without a lookup: only the options are checked

@@ -331,8 +331,7 @@ class HappyEyeballsBackend(httpcore.AsyncNetworkBackend):
         trace: TraceCallback | None = None,
     ) -> None:
         check_delay("delay", delay)
-        if not callable(resolver):
-            raise TypeError(f"resolver must be callable, got {resolver!r}")
+        check_callable("resolver", resolver, allow_none=False)
         check_callable("trace", trace)
         self._delay = delay
         self._resolver = resolver
