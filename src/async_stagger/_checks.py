@@ -109,13 +109,18 @@ def check_lookup_arguments(
         ("flags", flags),
     ):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type_name(value)} {value!r}")
+            raise not_an_int(name, value)
     if family not in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
         # What getaddrinfo says about a family it cannot resolve for.
         raise socket.gaierror(
             socket.EAI_FAMILY,
             f"family must be AF_UNSPEC, AF_INET or AF_INET6, got {family!r}",
         )
+
+
+def not_an_int(name: str, value: object) -> TypeError:
+    """The error for an int argument given something else."""
+    return TypeError(f"{name} must be an int, got {type_name(value)} {value!r}")
 
 
 def type_name(value: object) -> str:
@@ -131,10 +136,7 @@ def check_first_addr_family_count(count: object) -> int:
         ValueError: *count* is below 1.
     """
     if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(
-            "first_addr_family_count must be an int,"
-            f" got {type(count).__name__} {count!r}"
-        )
+        raise not_an_int("first_addr_family_count", count)
     if count < 1:
         raise ValueError(f"first_addr_family_count must be at least 1, got {count!r}")
     return count

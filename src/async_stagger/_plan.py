@@ -73,10 +73,6 @@ new_plan: Callable[[tuple[Any, ...]], ConnectionPlan] = partial(
 )
 
 
-def not_an_int(name: str, value: object) -> TypeError:
-    return TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-
-
 def check_loop(loop: object, running: asyncio.AbstractEventLoop) -> None:
     """Refuse a *loop* that is not the running one (asyncio's old argument,
     accepted for old code)."""

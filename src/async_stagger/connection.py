@@ -56,7 +56,7 @@ from collections.abc import (
 from typing import Any, Final, TypeAlias
 
 from . import defaults
-from ._checks import check_callable, check_delay, check_host, check_port
+from ._checks import check_callable, check_delay, check_host, check_port, not_an_int
 from ._make_connection import make_connection
 from ._plan import (
     ConnectionPlan,
@@ -65,7 +65,6 @@ from ._plan import (
     check_resolver_takes_interleave,
     check_sock,
     new_plan,
-    not_an_int,
     tls_keywords,
 )
 from .history import SHARED, ConnectionHistory, HistoryOption
