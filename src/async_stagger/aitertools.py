@@ -12,6 +12,8 @@ import itertools
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any, TypeVar
 
+from ._checks import not_an_int
+
 __all__ = ["aiter_from_iter", "aiterclose", "product"]
 
 T = TypeVar("T")
@@ -124,7 +126,7 @@ async def product(
             each failing input raised.
     """
     if isinstance(repeat, bool) or not isinstance(repeat, int):
-        raise TypeError(f"repeat must be an int, got {type(repeat).__name__}")
+        raise not_an_int("repeat", repeat)
     if repeat < 0:
         raise ValueError(f"repeat must not be negative, got {repeat!r}")
     if not aiterables or repeat == 0:
