@@ -111,7 +111,8 @@ _in_flight: weakref.WeakKeyDictionary[
 
 # The table of the loop asked for last, the loop weakly referenced: a
 # program runs one loop, and WeakKeyDictionary.get (a weak reference made
-# and two Python calls) is worth 1.1k instructions per lookup (3.11).
+# and two Python calls) is worth 1.1k instructions per lookup (3.11): 2.2k,
+# 0.3 %, of a connection to a name that looks up both families.
 _last_table: (
     tuple[weakref.ref[asyncio.AbstractEventLoop], dict[_LookupKey, _SharedLookup]]
     | None
