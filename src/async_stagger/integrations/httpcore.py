@@ -180,10 +180,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             httpcore.ReadError: The connection failed.
         """
         protocol = self._protocol
-        if protocol.buffer:
-            # What is already here, without a timer (the common case: a
-            # response that arrived in one piece).
-            return protocol.take(max_bytes)
         with _mapped(httpcore.ReadTimeout, httpcore.ReadError):
             async with asyncio.timeout(timeout):
                 return await protocol.read(max_bytes)
