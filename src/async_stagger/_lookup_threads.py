@@ -119,8 +119,9 @@ def look_up_in_daemon_thread(
             result = socket.getaddrinfo(host, port, family, type, proto, flags)
         except Exception as exc:
             error = exc
-        # try/except, not contextlib.suppress: a class's three calls
-        # fewer (measured with the idle count, see _DaemonThreads).
+        # try/except, not contextlib.suppress: its three calls cost ~3.9k
+        # instructions more per use, raising or not (3.11), twice per
+        # connection to a name.
         try:  # noqa: SIM105
             loop.call_soon_threadsafe(deliver, result, error)
         except RuntimeError:
