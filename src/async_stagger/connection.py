@@ -509,7 +509,8 @@ def _plan(
         raise ValueError("host and port was not specified and no sock specified")
     # The common call (a str host, an int port, plain int family, proto and
     # flags) passes on type and range tests alone; anything else gets the
-    # full checks. Worth ~3.4k instructions (0.9 %) of a literal connection.
+    # full checks. Worth ~3.4k instructions (0.9 %) of a literal connection:
+    # ~2.0k the host's and port's, ~1.4k the three ints' (3.11).
     if type(host) is not str or not host or "\0" in host:
         check_host(host, allow_empty=False)
     if type(port) is not int or not 0 <= port <= 65535:
