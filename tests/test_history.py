@@ -863,3 +863,15 @@ async def test_an_attempt_is_recorded_under_the_source_it_started_from(
     assert before != moved
     assert by_key[(before, dead_host)].failure == "no answer"
     assert by_key[(moved, working_host)].rtt is not None
+
+
+def test_a_record_that_fails_leaves_the_history_unlocked() -> None:
+    # The record takes its lock by hand (see record_success): an error
+    # inside must still let go of it, or every later record would hang.
+    history, _ = make_history()
+    with pytest.raises(TypeError):
+        history.record_success("192.0.2.7", ["not", "hashable"], 0.01)  # type: ignore[arg-type]
+    assert history._lock.acquire(blocking=False)
+    history._lock.release()
+    history.record_success("192.0.2.7", "198.51.100.1", 0.01)
+    assert len(history) == 1
