@@ -321,7 +321,17 @@ class _Attempts:
                         f" {(exc.strerror or str(exc)).lower()}",
                     ) from exc
             if self.direct_connect:
-                await _connect_when_writable(self.loop, sock, address)
+                # Waited for here, not in a coroutine of its own: every
+                # attempt in flight holds one coroutine less (264 bytes on
+                # 3.11, 256 on 3.13, benchmarks/memory.py).
+                fd = sock.fileno()
+                writable = _connect_when_writable(self.loop, sock, fd, address)
+                if writable is not None:
+                    try:
+                        await writable
+                    finally:
+                        self.loop.remove_writer(fd)
+                    _check_connected(sock, address)
             else:
                 await self.loop.sock_connect(sock, address)
         except BaseException as exc:
@@ -427,11 +437,18 @@ class _TLSAttempts(_Attempts):
         self.tls = tls
 
 
-async def _connect_when_writable(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]
-) -> None:
-    """Connect the non-blocking *sock* to the resolved *address*: what
-    ``loop.sock_connect`` does, without what it does first.
+def _connect_when_writable(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    fd: int,
+    address: tuple[Any, ...],
+) -> asyncio.Future[None] | None:
+    """Start connecting the non-blocking *sock* (file descriptor *fd*) to
+    the resolved *address*: what ``loop.sock_connect`` does, without what it
+    does first. Returns ``None`` once connected, or, while the connection is
+    in progress, a future that is done when the socket is writable: the
+    caller awaits it, removes the writer of *fd* however the wait ends, and
+    then asks :func:`_check_connected`.
 
     asyncio's selector loops resolve the address again before connecting
     (``_ensure_resolved``: a coroutine, an address parser and two enum
@@ -446,21 +463,21 @@ async def _connect_when_writable(
     and message).
     """
     # connect_ex, not connect: an error code, not a BlockingIOError, for
-    # "in progress". The exception's traceback would make this coroutine's
+    # "in progress". The exception's traceback would make the attempt's
     # frame an object, kept for as long as the connect waits (240 bytes per
     # attempt in flight, 3.13); an error is raised as connect() raises it.
     error = sock.connect_ex(address)
     if error == 0:
-        return
+        return None
     if error not in _IN_PROGRESS:
         raise OSError(error, os.strerror(error))
-    fd = sock.fileno()
     writable = loop.create_future()
     loop.add_writer(fd, _set_once, writable)
-    try:
-        await writable
-    finally:
-        loop.remove_writer(fd)
+    return writable
+
+
+def _check_connected(sock: socket.socket, address: tuple[Any, ...]) -> None:
+    """Raise the error of *sock*'s finished connect to *address*, if any."""
     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if error:
         raise OSError(error, f"Connect call failed {address}")
