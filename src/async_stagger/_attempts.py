@@ -237,7 +237,9 @@ class _Attempts:
     async def __anext__(self) -> Callable[[], Any]:
         # The two bookkeeping calls are made only when they have something
         # to do: no attempt yet to have outlived its delay, none unanswered
-        # to announce (~1.2k instructions of a watched connection, 3.11).
+        # to announce (with the record's lock taken by hand, 4.6k of the
+        # count of a connection to a name with the history on, 3.11; the
+        # lock is ~1.0k of it).
         if self.watched and self.addresses:
             self._note_outlived()
         pending = self.pending
