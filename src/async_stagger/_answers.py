@@ -129,7 +129,7 @@ def _order(
         # per address instead of a source probe, a lookup per address and a
         # sort: ordering two addresses 28.0k to 13.1k instructions, 3.11,
         # against 9.6k with history=None; ~2.5k more when it knows one).
-        and history.knows_any([info[4][0] for info in infos])
+        and history._knows_any_of(infos)
     ):
         infos = sort_addresses(infos, history=history)
         family = infos[0][0] if infos else None
