@@ -512,7 +512,7 @@ def _plan(
         check_sock(sock, host=host, port=port)
         if nat64 is not True:
             nat64 = check_setting(nat64)
-        return new_plan((
+        return new_plan(ConnectionPlan, (
             running, host, port, family, proto, flags, sock, None, None, 0.0,
             True, resolver, None, raise_exc_group, tls, race_tls, trace,
             nat64, history,
@@ -547,7 +547,7 @@ def _plan(
         check_local_addr(local_addr)
     if nat64 is not True:
         nat64 = check_setting(nat64)
-    return new_plan((
+    return new_plan(ConnectionPlan, (
         running, host, port, family, proto, flags, None, local_addr, local_addrs,
         chosen_delay, delay_given, resolver, interleave, raise_exc_group, tls,
         race_tls, trace, nat64, history,
