@@ -85,6 +85,13 @@ def answers(*endpoints: Endpoint) -> Any:
     return resolver
 
 
+def program_path() -> str:
+    """PYTHONPATH for a program of a test's own: this suite's helpers and the
+    async_stagger under test."""
+    package = Path(_make_connection.__file__).parents[1]
+    return os.pathsep.join([str(Path(__file__).parent), str(package)])
+
+
 def on_uvloop() -> bool:
     """Whether the running loop is uvloop's (a Happy Eyeballs one included)."""
     return loops.uvloop is not None and isinstance(
@@ -705,16 +712,83 @@ with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
 def test_an_error_making_the_socket_reads_as_in_the_race(flavour: str) -> None:
     # No descriptor left for the socket (EMFILE): nothing is sent; the
     # system's words both ways, as an error of connect() itself.
-    tests = Path(__file__).parent
     done = subprocess.run(
         [sys.executable, "-c", NO_DESCRIPTOR_PROGRAM.format(flavour=flavour, port=9)],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(tests)},
+        env={**os.environ, "PYTHONPATH": program_path()},
     )
     assert done.returncode == 0, done.stderr
     alone, raced = json.loads(done.stdout)
     assert alone == raced
     assert alone[1] == 24  # EMFILE
     assert "Connect call failed" not in alone[2]
+
+
+FIRST_TRACER_PROGRAM = """
+import asyncio, json, socket
+import loops
+from async_stagger import _make_connection, trace
+from async_stagger.connection import open_connection
+
+races = []
+race = _make_connection._race_on_loop
+
+def counted(*args, **kwargs):
+    races.append(None)
+    return race(*args, **kwargs)
+
+_make_connection._race_on_loop = counted
+
+async def main():
+    server = socket.create_server(("127.0.0.2", 0))
+    port = server.getsockname()[1]
+    seen = []
+
+    async def connect():
+        _, writer = await open_connection("127.0.0.2", port)
+        writer.close()
+        await writer.wait_closed()
+
+    await connect()
+    await connect()
+    seen.append(["untraced", len(races), bool(trace._ever_traced)])
+    events = []
+    with trace.tracing(events.append):
+        # Started inside the block, run after it: its context keeps the tracer.
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+        later = asyncio.get_running_loop().create_task(connect())
+        task.cancel()
+    await asyncio.sleep(0)
+    await later
+    seen.append(["task of the block", len(races), len(events) > 0])
+    await connect()
+    seen.append(["untraced again", len(races)])
+    server.close()
+    print(json.dumps(seen))
+
+with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
+    runner.run(main())
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_first_tracer_of_the_process_reaches_a_task_started_in_its_block(
+    flavour: str,
+) -> None:
+    # Until a tracer is first set, nobody can be tracing, and the variable is
+    # not even asked; a task that a tracing block started keeps its tracer
+    # after the block ends.
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_TRACER_PROGRAM.format(flavour=flavour)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": program_path()},
+    )
+    assert done.returncode == 0, done.stderr
+    untraced, in_block, again = json.loads(done.stdout)
+    assert untraced == ["untraced", 0, False]
+    assert in_block == ["task of the block", 1, True]
+    assert again == ["untraced again", 1]

@@ -57,6 +57,7 @@ from .trace import (
     _LOGGER_ANSWERS,
     LOGGER,
     _current_trace,
+    _ever_traced,
     _logged,
     _start_tracing,
     _stop_tracing,
@@ -107,8 +108,8 @@ def make_connection(
         and (tls is None or not race_tls)
         and trace is None
         # tracing_active() and LOGGER.isEnabledFor(DEBUG) without their calls
-        # (see trace._LOGGER_ANSWERS): ~0.8k instructions less (3.11).
-        and _current_trace.get() is None
+        # (see trace._ever_traced and trace._LOGGER_ANSWERS).
+        and (not _ever_traced or _current_trace.get() is None)
         and (_LOGGER_ANSWERS.get(_DEBUG) is False or not LOGGER.isEnabledFor(_DEBUG))
     )
     lone: AddrInfo | None = None
