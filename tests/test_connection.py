@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import socket
 import ssl
 import time
@@ -736,57 +737,84 @@ def _nonblocking_socket(endpoint: Endpoint) -> socket.socket:
     return sock
 
 
+def _connect_step(loop: asyncio.AbstractEventLoop) -> Any:
+    """An attempt's connect step (``_Attempts._connect``) on *loop*, which
+    connects without ``loop.sock_connect``."""
+    from async_stagger._attempts import _Attempts
+
+    async def no_addresses() -> AsyncIterator[Any]:
+        return
+        yield
+
+    attempts = _Attempts(loop, no_addresses(), None)
+    assert attempts.direct_connect
+
+    def connect(endpoint: Endpoint) -> Any:
+        info = (endpoint.family, socket.SOCK_STREAM, 0, "", endpoint.sockaddr)
+        return attempts._connect(0, info, None)
+
+    return connect
+
+
 async def test_connect_step_matches_asyncios_sock_connect(lab: Lab) -> None:
     # On asyncio's selector loops and uvloop's the attempt connects without
     # loop.sock_connect (which resolves the address again first); what it
     # does and raises must be what sock_connect does and raises.
-    from async_stagger._attempts import _connect_when_writable
-
     loop = asyncio.get_running_loop()
+    connect_step = _connect_step(loop)
     working = lab.working()
     refusing = lab.refusing()
     for endpoint in (working, refusing):
         outcomes = []
-        for connect in (_connect_when_writable, type(loop).sock_connect):
-            sock = _nonblocking_socket(endpoint)
+        for ours in (True, False):
+            sock = None
             try:
-                if connect is _connect_when_writable:
-                    await _connect_when_writable(loop, sock, endpoint.sockaddr)
+                if ours:
+                    sock = await connect_step(endpoint)
                 else:
+                    sock = _nonblocking_socket(endpoint)
                     await loop.sock_connect(sock, endpoint.sockaddr)
             except OSError as exc:
                 outcomes.append((type(exc), exc.errno, str(exc)))
             else:
+                assert sock is not None
                 peer = sock.getpeername()[:2]
                 outcomes.append((None, None, peer))
             finally:
-                sock.close()
+                if sock is not None:
+                    sock.close()
         assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] is ConnectionRefusedError
 
 
 async def test_connect_step_cancelled_leaves_nothing_registered(
-    lab: Lab,
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from async_stagger._attempts import _connect_when_writable
+    made: list[int] = []
+
+    class Noted(socket.socket):
+        """A socket that notes its file descriptor."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self.fileno())
 
     loop = asyncio.get_running_loop()
+    connect_step = _connect_step(loop)
     blackholed = lab.blackholed()
-    sock = _nonblocking_socket(blackholed)
-    try:
-        waiting = asyncio.ensure_future(
-            _connect_when_writable(loop, sock, blackholed.sockaddr)
-        )
-        await asyncio.sleep(0.05)
-        assert not waiting.done()  # the SYN was dropped: still connecting
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        # Nothing is left watching the socket (asyncio answers False, uvloop
-        # None, when there was nothing to remove).
-        assert not loop.remove_writer(sock.fileno())
-    finally:
-        sock.close()
+    monkeypatch.setattr(socket, "socket", Noted)
+    waiting = asyncio.ensure_future(connect_step(blackholed))
+    await asyncio.sleep(0.05)
+    monkeypatch.undo()
+    assert not waiting.done()  # the SYN was dropped: still connecting
+    [fd] = made
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # Nothing is left watching the socket's descriptor (asyncio answers
+    # False, uvloop None, when there was nothing to remove); the attempt
+    # closed the socket.
+    assert not loop.remove_writer(fd)
 
 
 async def test_a_loops_own_sock_connect_is_used(lab: Lab) -> None:
@@ -833,3 +861,25 @@ def test_a_loop_class_with_its_own_sock_connect_keeps_it() -> None:
             assert connects_directly(loop) is (make is not OwnConnect)
         finally:
             loop.close()
+
+
+async def test_an_attempt_waits_for_its_connect_in_its_own_coroutine(
+    lab: Lab,
+) -> None:
+    # Waiting for the handshake holds no coroutine besides the attempt's own
+    # (each layer costs ~260 bytes per attempt in flight).
+    loop = asyncio.get_running_loop()
+    connect_step = _connect_step(loop)
+    attempt = connect_step(lab.blackholed())
+    waiting = asyncio.ensure_future(attempt)
+    try:
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the SYN was dropped: still connecting
+        # It awaits the future of the socket's writability (its iterator), no
+        # coroutine of ours.
+        assert attempt.cr_await is not None
+        assert not inspect.iscoroutine(attempt.cr_await)
+    finally:
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting

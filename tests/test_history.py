@@ -667,3 +667,211 @@ def test_an_address_the_history_knows_is_still_reordered_among_strangers() -> No
         _order(infos[::-1], sort_addresses, 1, system_sorted=True, history=history)
         == infos
     )
+
+
+def test_sorting_two_addresses_is_the_stable_sort_of_their_keys() -> None:
+    # Two addresses are compared once instead of sorted: the order must be
+    # the general sort's in every case, ties included (RFC 6724 rule 10).
+    from async_stagger.address_order import _sort_key
+
+    history, clock = make_history()
+    history.record_success("192.0.2.7", "192.0.2.20", 0.004)
+    history.record_success("192.0.2.7", "192.0.2.21", 0.030)
+    history.record_failure("192.0.2.7", "192.0.2.22", "no answer")
+    clock.now += 1
+    history.record_success("2001:db8:1::7", "2001:db8::20", 0.004)
+    hosts = ["192.0.2.20", "192.0.2.21", "192.0.2.22", "192.0.2.23"]
+    hosts += ["2001:db8::20", "2001:db8::21", "fe80::1", "not an address"]
+    for first in hosts:
+        for second in hosts:
+            pair = [info(first), info(second)]
+            for used in (None, history):
+                keys = [_sort_key(one, from_source, used) for one in pair]
+                expected = [pair[at] for at in sorted(range(2), key=keys.__getitem__)]
+                assert (
+                    sort_addresses(pair, source_address=from_source, history=used)
+                    == expected
+                ), (first, second, used)
+
+
+def test_sorting_two_addresses_marks_their_entries_used_in_their_order() -> None:
+    # The sort looks each address up, first to last, as it always did: the
+    # one looked up last is the most recently used (what the bound drops
+    # last).
+    history, _ = make_history()
+    history.record_success("192.0.2.7", "192.0.2.20", 0.004)
+    history.record_success("192.0.2.7", "192.0.2.21", 0.004)
+    for pair in (["192.0.2.21", "192.0.2.20"], ["192.0.2.20", "192.0.2.21"]):
+        sort_addresses(
+            [info(host) for host in pair], source_address=from_source, history=history
+        )
+        assert [key[1] for key, _ in history.entries()] == pair
+
+
+def test_an_expired_entry_met_by_the_sort_is_dropped_as_a_lookup_drops_it() -> None:
+    # The sort skips the lookup only for addresses with no entry at all; an
+    # expired one is still looked at, and so dropped.
+    history, clock = make_history(lifetime=60)
+    history.record_failure("192.0.2.7", "192.0.2.20", "failed")
+    clock.now += 61
+    assert len(history) == 1
+    ordered = sort_addresses(
+        [info("192.0.2.20"), info("192.0.2.21")],
+        source_address=from_source,
+        history=history,
+    )
+    assert [one[4][0] for one in ordered] == ["192.0.2.20", "192.0.2.21"]
+    assert len(history) == 0
+    assert not history.knows_any(["192.0.2.20"])
+
+
+@pytest.mark.parametrize(
+    ("rtt", "recorded"),
+    [(-1.0, 0.0), (-0.0, 0.0), (0, 0.0), (float("nan"), 0.0), (3, 3), (0.25, 0.25)],
+)
+def test_an_rtt_below_zero_or_not_a_number_is_recorded_as_zero(
+    rtt: float, recorded: float
+) -> None:
+    history, _ = make_history()
+    history.record_success("192.0.2.7", "198.51.100.1", rtt)
+    entry = history.lookup("192.0.2.7", "198.51.100.1")
+    assert entry is not None
+    assert (entry.rtt, type(entry.rtt)) == (recorded, type(recorded))
+    history.record_success("192.0.2.7", "198.51.100.1", rtt)
+    entry = history.lookup("192.0.2.7", "198.51.100.1")
+    assert entry is not None
+    assert entry.rtt == pytest.approx(recorded)
+
+
+def test_addresses_joining_late_are_ordered_by_what_the_history_knows_then() -> None:
+    # RFC 8305 §6: a second family's answer arrives after the first
+    # attempts started; it is ordered on its own, carrying the interleave
+    # on, by the history as it stands when it arrives.
+    from async_stagger._answers import _order
+
+    history, clock = make_history()
+    late = [info("2001:db8::20"), info("2001:db8::21")]
+    yielded = [socket.AF_INET]
+    assert _order(late, sort_addresses, 1, yielded, history=history) == _order(
+        late, sort_addresses, 1, yielded
+    )
+    source = find_source_address(socket.AF_INET6, late[1][4])
+    if source is not None:
+        history.record_success(str(source[0]), "2001:db8::21", 0.001)
+        assert _order(late, sort_addresses, 1, yielded, history=history) == [
+            late[1],
+            late[0],
+        ]
+        clock.now += 1
+        history.record_failure(str(source[0]), "2001:db8::21", "failed")
+        assert _order(late[::-1], sort_addresses, 1, yielded, history=history) == late
+
+
+# -- what one connection reads from the history, step by step ---------------------
+
+
+async def connect_changing_history(
+    lab: Lab, history: ConnectionHistory, change: Any, on: str
+) -> tuple[float, list[TraceEvent]]:
+    """Race past a blackhole as race_past_a_blackhole does, calling *change*
+    when the tracer first sees an event of kind *on*; return the delay
+    between the two attempts and the events."""
+    dead = lab.blackholed(lab.ipv4_address())
+    v4 = lab.working(lab.ipv4_address())
+    events: list[TraceEvent] = []
+
+    def trace(event: TraceEvent) -> None:
+        if event.kind == on and not [e for e in events if e.kind == on]:
+            change(dead, v4)
+        events.append(event)
+
+    _, writer = await open_connection(
+        "two.lab.test",
+        80,
+        resolver=resolver_for(lab.getaddrinfo({"two.lab.test": [dead, v4]})),
+        trace=trace,
+        history=history,
+    )
+    writer.close()
+    await writer.wait_closed()
+    times = {(e.kind, e.index): e.time for e in events}
+    return times[("attempt_started", 1)] - times[("attempt_started", 0)], events
+
+
+@pytest.mark.virtual_clock
+async def test_an_rtt_learned_after_the_sort_times_the_attempt(lab: Lab) -> None:
+    # Another connection records between this one's sort and its first
+    # attempt: the attempt delay reads the history as it is then.
+    history = ConnectionHistory()
+
+    def learn(dead: Endpoint, _: Endpoint) -> None:
+        history.record_success(source_of(dead), dead.host, 0.001)
+
+    waited, events = await connect_changing_history(
+        lab, history, learn, "order_decided"
+    )
+    assert waited == pytest.approx(defaults.MINIMUM_CONNECTION_ATTEMPT_DELAY)
+    assert [e.index for e in events if e.kind == "attempt_delay_from_history"] == [0]
+
+
+@pytest.mark.virtual_clock
+async def test_an_rtt_forgotten_after_the_sort_no_longer_times_the_attempt(
+    lab: Lab,
+) -> None:
+    history = ConnectionHistory()
+    dead = lab.blackholed(lab.ipv4_address())
+    history.record_success(source_of(dead), dead.host, 0.001)
+    waited, events = await connect_changing_history(
+        lab, history, lambda *_: history.clear(), "order_decided"
+    )
+    assert waited == pytest.approx(defaults.CONNECTION_ATTEMPT_DELAY)
+    assert not [e for e in events if e.kind == "attempt_delay_from_history"]
+
+
+@pytest.mark.virtual_clock
+async def test_an_attempt_is_recorded_under_the_source_it_started_from(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The system's source for the blackholed address changes (another
+    # network) while its attempt waits: what the attempt taught is recorded
+    # for the network it went out on, and the next attempt, started after
+    # the change, for the new one.
+    from async_stagger import address_order
+
+    history = ConnectionHistory()
+    # An entry for some other address: the history is not empty, yet knows
+    # nothing of these two.
+    history.record_success("192.0.2.7", "198.51.100.1", 0.01)
+    moved = "127.0.0.99"
+
+    def move(dead: Endpoint, v4: Endpoint) -> None:
+        monkeypatch.setattr(
+            address_order, "_probe_source", lambda family, address: (moved, 0)
+        )
+        address_order._source_cache.clear()
+
+    try:
+        _, events = await connect_changing_history(
+            lab, history, move, "attempt_delay_expired"
+        )
+    finally:
+        address_order._source_cache.clear()
+    tried = [e.address for e in events if e.kind == "attempt_started"]
+    dead_host, working_host = tried[0][0], tried[1][0]
+    by_key = dict(history.entries())
+    [before] = {key[0] for key in by_key if key[1] == dead_host}
+    assert before != moved
+    assert by_key[(before, dead_host)].failure == "no answer"
+    assert by_key[(moved, working_host)].rtt is not None
+
+
+def test_a_record_that_fails_leaves_the_history_unlocked() -> None:
+    # The record takes its lock by hand (see record_success): an error
+    # inside must still let go of it, or every later record would hang.
+    history, _ = make_history()
+    with pytest.raises(TypeError):
+        history.record_success("192.0.2.7", ["not", "hashable"], 0.01)  # type: ignore[arg-type]
+    assert history._lock.acquire(blocking=False)
+    history._lock.release()
+    history.record_success("192.0.2.7", "198.51.100.1", 0.01)
+    assert len(history) == 1

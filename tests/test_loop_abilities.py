@@ -111,3 +111,36 @@ async def test_a_task_factory_of_the_program_starts_the_lookups_and_runs_them(
     assert answers == [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", 80))]
     assert len(made) == 2
     assert sorted(map(id, ran_in)) == sorted(map(id, made))
+
+
+async def test_a_create_task_put_on_the_loop_makes_the_tasks_not_started_eagerly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A task started lazily comes from the loop's create_task, one put on the
+    # loop object included (asyncio's own is skipped only where it would make
+    # the very same task); an eager start is the class's to allow.
+    loop = asyncio.get_running_loop()
+    made: list[Any] = []
+    original = loop.create_task
+
+    def create_task(coro: Any, **options: Any) -> Any:
+        made.append(coro)
+        return original(coro, **options)
+
+    monkeypatch.setattr(loop, "create_task", create_task)
+    steps: list[str] = []
+    task = start_task(loop, _first_step(steps))
+    await task
+    assert steps == ["ran"]
+    assert len(made) == (0 if starts_tasks_eagerly(loop) else 1)
+
+
+async def test_a_started_task_is_an_asyncio_task_of_the_loop_it_knows() -> None:
+    loop = asyncio.get_running_loop()
+    release = loop.create_future()
+    task = start_task(loop, asyncio.wait_for(release, None))
+    assert isinstance(task, asyncio.Task)
+    assert task.get_loop() is loop
+    assert task in asyncio.all_tasks(loop)  # registered, as create_task does
+    release.set_result(None)
+    await task

@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from async_stagger import _answers, _family_merge, _lookup_sharing, resolvers
+from async_stagger import (
+    _answers,
+    _family_merge,
+    _lookup_sharing,
+    _resolver_checks,
+    resolvers,
+)
 from async_stagger.address_order import sort_addresses
 from async_stagger.race import staggered_race
 from async_stagger.resolvers import (
@@ -1239,6 +1245,7 @@ async def test_one_family_from_the_system_keeps_the_systems_order(
     monkeypatch.setattr(loop, "getaddrinfo", lookup)
     monkeypatch.setattr(resolvers, "sort_addresses", spy)
     monkeypatch.setattr(_answers, "sort_addresses", spy)
+    monkeypatch.setattr(_resolver_checks, "sort_addresses", spy)
     got = [i[4][0] async for i in concurrent_resolver("h", 80, type=STREAM)]
     assert bool(sorted_lists) is sorted_
     if not sorted_:
@@ -1254,6 +1261,31 @@ async def test_one_family_from_the_system_keeps_the_systems_order(
         )
     ]
     assert sorted_lists
+
+
+def test_a_late_answer_of_the_other_family_from_the_system_is_sorted_after_all(
+    monkeypatch,
+):
+    # The system's order stands only while one family is all there is, to
+    # come and handed out: a late answer of the other family is sorted (and
+    # interleaved) with what came before.
+    sorted_lists = []
+
+    def spy(infos: list[Any]) -> list[Any]:
+        sorted_lists.append(list(infos))
+        return SORT(infos)
+
+    monkeypatch.setattr(_answers, "sort_addresses", spy)
+    monkeypatch.setattr(_resolver_checks, "sort_addresses", spy)
+    v4 = [info(address) for address in ["192.0.2.9", "10.0.0.9", "192.0.2.1"]]
+    assert _answers._order(v4, spy, 1, [INET], system_sorted=True) == v4
+    assert _answers._order(v4, spy, 1, (), system_sorted=True) == v4
+    assert sorted_lists == []
+    assert _answers._order(v4, spy, 1, [INET, INET6], system_sorted=True) == SORT(v4)
+    assert sorted_lists == [v4]
+    mixed = [*v4[:2], info(V6[0])]
+    assert _answers._order(mixed, spy, 1, [INET], system_sorted=True) == SORT(mixed)
+    assert sorted_lists == [v4, mixed]
 
 
 async def test_a_literal_answer_that_fails_ends_the_iteration():
@@ -1464,3 +1496,29 @@ async def test_closing_a_resolution_another_task_waits_on_ends_that_wait():
     with pytest.raises(StopAsyncIteration):
         await pulling
     assert sorted(dns.cancelled) == [INET, INET6]
+
+
+@pytest.mark.virtual_clock
+async def test_closing_a_resolution_whose_answers_are_all_in_abandons_nothing():
+    # Once every answer is in (an instant one included), closing stops no
+    # lookup and reports none abandoned; a pull after it only ends.
+    for delay in (0, 0.01):
+        dns = FakeDNS({INET6: (delay, V6[:1]), INET: (delay, gaierror())})
+        events: list[TraceEvent] = []
+        with tracing(events.append):
+            stream = concurrent_resolver(
+                "name.test", 80, getaddrinfo_async=dns, sort=SORT
+            )
+            assert (await anext(stream))[4][0] == V6[0]
+            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()  # type: ignore[attr-defined]
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+        assert [event.kind for event in events] == [
+            "resolution_started",
+            "resolution_started",
+            "resolution_answered",
+            "resolution_failed",
+            "order_decided",
+        ]
+        assert dns.cancelled == []

@@ -163,14 +163,26 @@ class _Attempts:
         address's measured RTT when the history has one, else the default."""
         delay = self.default_delay
         history = self.history
-        if history is not None and len(history):
+        # (The history's table read as len(history) reads it, without the
+        # call: ~0.6k instructions per attempt, 3.11.)
+        if history is not None and history._entries:
             address, local = self.addresses[index]
+            # The source is kept even when the history knows nothing of the
+            # address: what is recorded for the attempt is keyed by the
+            # source it went out from when it started.
             source = _source_host(address, local)
             if self.sources is None:
                 self.sources = {}
             self.sources[index] = source
+            # An address with no entry from any source has no RTT to time
+            # the attempt by (ConnectionHistory.knows_any): the lookup is
+            # not made (delay_after 7.5k to 4.9k instructions for an address
+            # the history does not know, 3.11; nothing else changes, as the
+            # lookup of a key that is not there changes nothing).
             measured = (
-                None if source is None else history.attempt_delay(source, address[0])
+                None
+                if source is None or address[0] not in history._destinations
+                else history.attempt_delay(source, address[0])
             )
             if measured is not None:
                 delay = measured
@@ -223,7 +235,12 @@ class _Attempts:
         return len(self.pending) + _items_left(self.remote)
 
     async def __anext__(self) -> Callable[[], Any]:
-        if self.watched:
+        # The two bookkeeping calls are made only when they have something
+        # to do: no attempt yet to have outlived its delay, none unanswered
+        # to announce (with the record's lock taken by hand, 4.6k of the
+        # count of a connection to a name with the history on, 3.11; the
+        # lock is ~1.0k of it).
+        if self.watched and self.addresses:
             self._note_outlived()
         pending = self.pending
         if pending:
@@ -265,7 +282,7 @@ class _Attempts:
     def _factory(
         self, info: AddrInfo, local: tuple[Any, ...] | None
     ) -> Callable[[], Any]:
-        if self.watched:
+        if self.watched and self.unanswered >= 0:
             self._announce_unanswered()
         index = len(self.addresses)
         self.addresses.append((info[4], local))
@@ -306,7 +323,17 @@ class _Attempts:
                         f" {(exc.strerror or str(exc)).lower()}",
                     ) from exc
             if self.direct_connect:
-                await _connect_when_writable(self.loop, sock, address)
+                # Waited for here, not in a coroutine of its own: every
+                # attempt in flight holds one coroutine less (264 bytes on
+                # 3.11, 256 on 3.13, benchmarks/memory.py).
+                fd = sock.fileno()
+                writable = _connect_when_writable(self.loop, sock, fd, address)
+                if writable is not None:
+                    try:
+                        await writable
+                    finally:
+                        self.loop.remove_writer(fd)
+                    _check_connected(sock, address)
             else:
                 await self.loop.sock_connect(sock, address)
         except BaseException as exc:
@@ -353,22 +380,31 @@ def _record_outcomes(
     winner_index: int | None,
 ) -> None:
     """Tell the history how each attempt went (see async_stagger.history)."""
-    outlived = () if attempts.outlived is None else set(attempts.outlived)
-    for index, ((address, local), exc) in enumerate(
-        zip(attempts.addresses, exceptions, strict=False)
-    ):
+    # The attributes read once, the index counted by hand, the set of
+    # outlived attempts made only when a cancelled attempt asks (no
+    # enumerate, no keyword to zip, no set for the usual winner alone):
+    # 6.9k to 4.5k instructions around a connection's one record, 3.11.
+    sources = attempts.sources
+    outlived = attempts.outlived
+    outlived_set: set[int] | None = None
+    index = -1
+    for (address, local), exc in zip(attempts.addresses, exceptions):  # noqa: B905
+        index += 1
         if index == winner_index:
             outcome = "connected"
         elif isinstance(exc, OSError):
             if local is not None and isinstance(exc.__cause__, OSError):
                 continue  # the local address could not be bound: not its fault
             outcome = "failed"
-        elif winner_index is not None and index in outlived:
+        elif winner_index is not None and outlived is not None:
+            if outlived_set is None:
+                outlived_set = set(outlived)
+            if index not in outlived_set:
+                continue  # cancelled early: nothing learned
             # Cancelled because another won after its delay ran out.
             outcome = "no answer"
         else:
             continue  # cancelled early: nothing learned
-        sources = attempts.sources
         source = "" if sources is None else sources.get(index, "")
         if source == "":
             source = _source_host(address, local)
@@ -403,11 +439,18 @@ class _TLSAttempts(_Attempts):
         self.tls = tls
 
 
-async def _connect_when_writable(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]
-) -> None:
-    """Connect the non-blocking *sock* to the resolved *address*: what
-    ``loop.sock_connect`` does, without what it does first.
+def _connect_when_writable(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    fd: int,
+    address: tuple[Any, ...],
+) -> asyncio.Future[None] | None:
+    """Start connecting the non-blocking *sock* (file descriptor *fd*) to
+    the resolved *address*: what ``loop.sock_connect`` does, without what it
+    does first. Returns ``None`` once connected, or, while the connection is
+    in progress, a future that is done when the socket is writable: the
+    caller awaits it, removes the writer of *fd* however the wait ends, and
+    then asks :func:`_check_connected`.
 
     asyncio's selector loops resolve the address again before connecting
     (``_ensure_resolved``: a coroutine, an address parser and two enum
@@ -422,21 +465,21 @@ async def _connect_when_writable(
     and message).
     """
     # connect_ex, not connect: an error code, not a BlockingIOError, for
-    # "in progress". The exception's traceback would make this coroutine's
+    # "in progress". The exception's traceback would make the attempt's
     # frame an object, kept for as long as the connect waits (240 bytes per
     # attempt in flight, 3.13); an error is raised as connect() raises it.
     error = sock.connect_ex(address)
     if error == 0:
-        return
+        return None
     if error not in _IN_PROGRESS:
         raise OSError(error, os.strerror(error))
-    fd = sock.fileno()
     writable = loop.create_future()
     loop.add_writer(fd, _set_once, writable)
-    try:
-        await writable
-    finally:
-        loop.remove_writer(fd)
+    return writable
+
+
+def _check_connected(sock: socket.socket, address: tuple[Any, ...]) -> None:
+    """Raise the error of *sock*'s finished connect to *address*, if any."""
     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if error:
         raise OSError(error, f"Connect call failed {address}")

@@ -60,7 +60,11 @@ class _FamilyLookup:
     )
 
     def __init__(
-        self, family: socket.AddressFamily, host: Host, notify: Callable[[], None]
+        self,
+        family: socket.AddressFamily,
+        host: Host,
+        notify: Callable[[], None],
+        traced: bool,
     ) -> None:
         self.family = family
         self.host = host
@@ -72,29 +76,7 @@ class _FamilyLookup:
         # The answer may arrive in another resolution's lookup task (the
         # lookup is shared): its trace events belong to this resolution's
         # tracer, so they are reported in this context.
-        self._context = contextvars.copy_context() if tracing_active() else None
-
-    def start(
-        self,
-        open_lookup: OpenLookup,
-        loop: asyncio.AbstractEventLoop,
-        getaddrinfo_async: GetaddrinfoAsync | None,
-        port: Port,
-        type: int,
-        proto: int,
-        flags: int,
-    ) -> bool:
-        """Start (or join) the lookup; return whether it is a task whose
-        first step is still to come, in the loop's next pass."""
-        shared = open_lookup(
-            loop, getaddrinfo_async, self.host, port, self.family, type, proto, flags
-        )
-        self._shared = shared
-        if shared.settled:  # an eager task factory, or an instant answer
-            self.answered(shared.infos, shared.error)
-            return False
-        shared.listeners.append(self.answered)
-        return not shared.stepped
+        self._context = contextvars.copy_context() if traced else None
 
     def answered(self, infos: list[AddrInfo], error: BaseException | None) -> None:
         """The lookup is over: record *infos* or *error*, trace, and wake
@@ -300,7 +282,6 @@ class _ConcurrentAnswers:
                 ipv6, ipv4 = lookups
                 if not (ipv6.infos or (ipv6.finished and ipv4.finished)):
                     await self._first_answer(ipv6, ipv4)
-                self._begin_handing_out()
             # Phase 2: hand out addresses one at a time. A lookup finishing
             # meanwhile (RFC 8305 §6) re-sorts and re-interleaves what is
             # left; what was handed out stays handed out.
@@ -310,9 +291,16 @@ class _ConcurrentAnswers:
                     unmerged[0].finished or (len(unmerged) > 1 and unmerged[1].finished)
                 ):
                     answers = []
-                    for lookup in [lookup for lookup in unmerged if lookup.finished]:
+                    # (The one await below is for the IPv4 answer, always
+                    # the last: every lookup is seen finished or not before
+                    # it, as in a snapshot taken first.)
+                    for lookup in unmerged[:]:
+                        if not lookup.finished:
+                            continue
                         unmerged.remove(lookup)
                         infos = lookup.infos
+                        if not infos:
+                            continue  # a failure, or nothing found: nothing to add
                         if lookup.family == socket.AF_INET and _nat64_applies(
                             infos, self.nat64
                         ):
@@ -378,23 +366,40 @@ class _ConcurrentAnswers:
         step is still to come."""
         loop = self._loop = asyncio.get_running_loop()
         host = self.host
+        traced = tracing_active()
+        notify = self._notify
         # RFC 8305 §3: both queries go out together, the AAAA query first.
-        ipv6 = _FamilyLookup(socket.AF_INET6, host, self._notify)
-        ipv4 = _FamilyLookup(socket.AF_INET, host, self._notify)
+        ipv6 = _FamilyLookup(socket.AF_INET6, host, notify, traced)
+        ipv4 = _FamilyLookup(socket.AF_INET, host, notify, traced)
         lookups = self._lookups = (ipv6, ipv4)
         self._unmerged = [ipv6, ipv4]  # answers not in the list yet
         self._handed_out: list[int] = []  # families, in order
+        self._seen: set[tuple[Any, ...]] | None = set()
+        # Addresses known but not handed out, each family in its own
+        # getaddrinfo order, families in the order they answered: the
+        # "original order" of RFC 6724 rule 10.
+        self._not_tried: list[AddrInfo] = []
+        self._system_sorted = self.getaddrinfo_async is None
         self._started_at = loop.time()
-        if tracing_active():
+        if traced:
             for lookup in lookups:
                 emit("resolution_started", host=_host_text(host), family=lookup.family)
+        open_lookup = self.open_lookup
+        getaddrinfo_async = self.getaddrinfo_async
+        port, type, proto, flags = self.port, self.type, self.proto, self.flags
         delayed = False
         for lookup in lookups:
-            if lookup.start(
-                self.open_lookup, loop, self.getaddrinfo_async, self.port,
-                self.type, self.proto, self.flags,
-            ):  # fmt: skip
-                delayed = True
+            # Start (or join) the lookup. A task whose first step is still to
+            # come (in the loop's next pass) delays the first address.
+            shared = lookup._shared = open_lookup(
+                loop, getaddrinfo_async, host, port, lookup.family, type, proto, flags
+            )
+            if shared.settled:  # an eager task factory, or an instant answer
+                lookup.answered(shared.infos, shared.error)
+            else:
+                shared.listeners.append(lookup.answered)
+                if not shared.stepped:
+                    delayed = True
         return delayed and not (ipv6.finished and ipv4.finished)
 
     async def _first_answer(self, ipv6: _FamilyLookup, ipv4: _FamilyLookup) -> None:
@@ -424,14 +429,6 @@ class _ConcurrentAnswers:
                 await self._wait()
             if self._over:
                 raise StopAsyncIteration  # closed meanwhile (aclose)
-
-    def _begin_handing_out(self) -> None:
-        self._seen: set[tuple[Any, ...]] | None = set()
-        # Addresses known but not handed out, each family in its own
-        # getaddrinfo order, families in the order they answered: the
-        # "original order" of RFC 6724 rule 10.
-        self._not_tried: list[AddrInfo] = []
-        self._system_sorted = self.getaddrinfo_async is None
 
     def _merge(self, answers: list[list[AddrInfo]]) -> None:
         """Add *answers* to the addresses not tried, and order those afresh
@@ -474,6 +471,10 @@ class _ConcurrentAnswers:
         lookups = self._lookups
         if lookups is None:
             return  # never started: nothing to stop
+        if not lookups:
+            # Let go of once every answer was in (see _merge): nothing to stop.
+            self._notify()  # a pull waiting in another task ends too
+            return
         if tracing_active():
             loop = self._loop
             for lookup in lookups:

@@ -36,8 +36,11 @@ class _ClassAbilities(NamedTuple):
     #: The class's ``getaddrinfo`` when it is asyncio's or uvloop's (the
     #: system's ``getaddrinfo`` in a shared thread pool): look up in ours.
     getaddrinfo: object
-    #: Whether tasks may start eagerly: Python 3.12+ and ``create_task`` is
-    #: asyncio's or uvloop's own.
+    #: The class's ``create_task`` when it is asyncio's or uvloop's own: it
+    #: only makes an ``asyncio.Task`` (without a task factory).
+    create_task: object
+    #: Whether tasks may start eagerly: Python 3.12+ and a stock
+    #: ``create_task``.
     eager: bool
     #: When a lone IP address may be left to uvloop's ``create_connection``
     #: (the class's is uvloop's, or a Happy Eyeballs loop's that hands a
@@ -100,11 +103,13 @@ def _decide(cls: type) -> _ClassAbilities:
             connect,
             cast("Callable[..., Coroutine[Any, Any, Any]]", uvloop_create_connection),
         )
+    create_task_is_stock = create_task in stock_create_task
     return _ClassAbilities(
         sock_connect=connect if connect in stock_connect else _NONE,
         getaddrinfo=lookup if lookup in stock_lookup else _NONE,
+        create_task=create_task if create_task_is_stock else _NONE,
         # asyncio.Task(..., eager_start=True) exists from Python 3.12 on.
-        eager=sys.version_info >= (3, 12) and create_task in stock_create_task,
+        eager=sys.version_info >= (3, 12) and create_task_is_stock,
         by_address=by_address,
     )
 
@@ -226,11 +231,26 @@ def start_task(
     pass of the loop, and may even finish before this returns. Worth, for
     the two lookup tasks of a name whose loop ``getaddrinfo`` answers at
     once: 725.5k to 679.3k instructions per connection on 3.12, 653.9k to
-    612.6k on 3.13 (benchmarks/connect.py, the loop's getaddrinfo row)."""
-    if starts_tasks_eagerly(loop):
-        if _create_task_starts_eagerly(loop):
-            return loop.create_task(coro, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    612.6k on 3.13 (benchmarks/connect.py, the loop's getaddrinfo row).
+
+    Started lazily (3.11) by the loop's own stock ``create_task``, with no
+    task factory, the task is made as that method makes it
+    (``asyncio.Task(coro, loop=loop)``) without calling it: its Python
+    frame and closed-loop check (the loop runs) are worth ~1.3k
+    instructions per task, 2.6k per resolution of a name whose loop has its
+    own ``getaddrinfo`` (153.4k to 150.9k, 3.11)."""
+    # starts_tasks_eagerly and _abilities inlined (asked once per lookup).
+    found = _by_class.get(type(loop))
+    if found is None:
+        found = _abilities(loop)
+    if found.create_task is not _NONE and loop.get_task_factory() is None:
+        if found.eager:
+            if _create_task_starts_eagerly(loop):
+                return loop.create_task(coro, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        # A create_task put on the loop object gets its way, as before.
+        if getattr(loop.create_task, "__func__", None) is found.create_task:
+            return asyncio.Task(coro, loop=loop)
     return loop.create_task(coro)
 
 

@@ -55,10 +55,19 @@ through Python functions (a ``start_task`` helper, a ``_start`` method),
 each failure would keep their frames too, with the task, its context and
 the coroutine in their locals (nine objects per failed attempt instead of
 four: the cost per attempt grew 2.7-3.6x from 1,000 to 100,000 attempts,
-now 1.35x on 3.13, see ``benchmarks/race_scaling.py``). So the driver
+now 1.09-1.14x on 3.13, see ``benchmarks/race_scaling.py``). So the driver
 starts each task itself, through a starter built in C
 (:func:`~async_stagger._loop_abilities.task_starter`): a failed attempt's
-frame then leads only to the driver's, which all attempts share.
+frame then leads only to the frame of its task's coroutine
+(:meth:`Race._attempt`, the fourth object) and on to the driver's, which
+all attempts share.
+
+That fourth object stays: whatever Python frame awaits the attempt when it
+fails becomes its ``f_back``, and an attempt needs a coroutine of the race's
+around it in its task (its factory is called in the attempt's own task and
+context; ``KeyboardInterrupt`` and ``SystemExit`` are caught there, so the
+race stops everything before raising them). Nor can the frames be cleared
+(``frame.clear()``): their locals are what a user reads in the traceback.
 """
 
 from __future__ import annotations
@@ -84,6 +93,23 @@ _NO_ITEM: Any = object()
 # a new empty list, 0.03 % of an IP-literal connection), and a race that
 # wrote to it after the end would fail loudly.
 _HANDED_OVER: Any = ()
+
+
+class _NoTasks(dict[int, "asyncio.Task[None]"]):
+    """What a race holds as its attempt tasks until it has one: the
+    commonest race never does (attempt 0 runs in the caller's task, and an
+    attempt that finishes during its eager start is never entered). Shared by
+    every race, so it refuses to be written to; worth an empty dict, 64
+    bytes of each connection in flight on its first attempt (3.11, 3.13,
+    benchmarks/memory.py)."""
+
+    __slots__ = ()
+
+    def __setitem__(self, index: int, task: asyncio.Task[None]) -> None:
+        raise TypeError("a race's first attempt task goes into a dict of its own")
+
+
+_NO_TASKS: dict[int, asyncio.Task[None]] = _NoTasks()
 
 
 def _drop_own_frame(exc: BaseException) -> None:
@@ -147,8 +173,8 @@ class Race(Generic[T]):
         self.source = source
         self.asynchronous = asynchronous
         # The tasks of attempts still running, by index (a finished attempt
-        # drops its own: see _attempt).
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        # drops its own: see _attempt); a dict of its own from the first.
+        self.tasks = _NO_TASKS
         self.exceptions: list[BaseException | None] = []
         self.winner_index: int | None = None
         self.winner_result: T | None = None
@@ -169,7 +195,7 @@ class Race(Generic[T]):
         self.wake: asyncio.Future[None] | None = None
         # The background pull of an async source, while attempts run.
         self.pull: asyncio.Task[Any] | None = None
-        # Attempt 0 runs in the caller's own task (see _attempt_inline);
+        # Attempt 0 runs in the caller's own task (see run);
         # while it does, later attempts are started by a driver task.
         self.inline_task: asyncio.Task[Any] | None = None
         self.inline_running = False
@@ -189,9 +215,51 @@ class Race(Generic[T]):
             except (Exception, asyncio.CancelledError) as exc:
                 self._source_stopped(exc)
             else:
-                attempt = self._attempt_inline(first)
-                del first  # see _attempt_inline
-                await attempt
+                me = asyncio.current_task(self.loop)
+                if me is None:  # pragma: no cover - awaited outside any task
+                    # Nothing to interrupt attempt 0 with: the driver starts
+                    # it as it starts the others.
+                    await self._drive(first)
+                else:
+                    # Attempt 0, in the caller's task (see the module's
+                    # docstring for the cancel request this may have to take
+                    # back). Awaited in this frame, not in a coroutine of its
+                    # own: every connection in flight holds one coroutine
+                    # less (272 bytes on 3.11, 264 on 3.13, benchmarks/memory.py).
+                    self._start_inline(me)
+                    cancel_requests = me.cancelling()
+                    work: Awaitable[Any] | None
+                    try:
+                        try:
+                            work = attempt_work(0, first)
+                        finally:
+                            # Called, the factory has given the attempt what
+                            # it needs: it need not live while the attempt
+                            # runs (a connection attempt's holds 272 bytes,
+                            # 3.13), nor be kept by a failure's frames (3.12+).
+                            del first
+                        result = await work
+                    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                        raise  # the program's, not the attempt's: finish below
+                    except BaseException as exc:
+                        work = None  # the finished attempt: likewise
+                        _drop_own_frame(exc)
+                        self._failed(0, exc)
+                    else:
+                        self._succeeded(0, result)
+                        del result
+                    finally:
+                        self.inline_running = False
+                        if self.cancelled_inline:
+                            self.cancelled_inline = False
+                            me.uncancel()
+                    if me.cancelling() > cancel_requests:
+                        # Somebody else cancelled us while attempt 0 ran
+                        # here; the attempt took the CancelledError, pass it on.
+                        outcome = self.exceptions[0]
+                        if isinstance(outcome, asyncio.CancelledError):
+                            raise outcome
+                        raise asyncio.CancelledError()
                 if self.driver is not None:
                     await self.driver
                 elif not self.over:
@@ -207,49 +275,6 @@ class Race(Generic[T]):
             # may lead to them, or the result is freed only by the cyclic
             # garbage collector.
             self.exceptions = _HANDED_OVER
-
-    async def _attempt_inline(self, factory: object) -> None:
-        """Run attempt 0 right here, in the caller's task (see the module's
-        docstring for the cancel request this may have to take back)."""
-        me = asyncio.current_task(self.loop)
-        if me is None:  # pragma: no cover - awaited outside any task
-            # Nothing to interrupt attempt 0 with: the driver starts it as
-            # it starts the others.
-            await self._drive(factory)
-            return
-        self._start_inline(me)
-        cancel_requests = me.cancelling()
-        work: Awaitable[Any] | None
-        try:
-            try:
-                work = attempt_work(0, factory)
-            finally:
-                # Called, the factory has given the attempt what it needs:
-                # it need not live while the attempt runs (a connection
-                # attempt's holds 272 bytes, 3.13), nor be kept by a
-                # failure's frames (3.12+).
-                del factory
-            result = await work
-        except (KeyboardInterrupt, SystemExit, GeneratorExit):
-            raise  # the program's, not the attempt's: run() cleans up
-        except BaseException as exc:
-            work = None  # the finished attempt: likewise
-            _drop_own_frame(exc)
-            self._failed(0, exc)
-        else:
-            self._succeeded(0, result)
-        finally:
-            self.inline_running = False
-            if self.cancelled_inline:
-                self.cancelled_inline = False
-                me.uncancel()
-        if me.cancelling() > cancel_requests:
-            # Somebody else cancelled us while attempt 0 ran here; the
-            # attempt took the CancelledError, pass it on.
-            outcome = self.exceptions[0]
-            if isinstance(outcome, asyncio.CancelledError):
-                raise outcome
-            raise asyncio.CancelledError()
 
     def _start_inline(self, me: asyncio.Task[Any]) -> None:
         """Book attempt 0 as started in the caller's task *me*, and arrange
@@ -306,6 +331,8 @@ class Race(Generic[T]):
                 index = self._start()
                 task = start(self._attempt(index, factory))
                 if not task.done():
+                    if self.tasks is _NO_TASKS:
+                        self.tasks = {}
                     self.tasks[index] = task
                 factory = task = _NO_ITEM
             elif self.exhausted and self.running == 0:
@@ -431,7 +458,7 @@ class Race(Generic[T]):
             try:
                 work = attempt_work(index, factory)
             finally:
-                del factory  # see _attempt_inline
+                del factory  # see run
             result = await work
         except GeneratorExit:
             raise  # the coroutine is being closed, not the attempt failing
@@ -496,7 +523,7 @@ class Race(Generic[T]):
                 other.cancel()
         if self.inline_running and index != 0:
             # Attempt 0 lost while running in the caller's task: interrupt
-            # it there; _attempt_inline takes this cancel request back.
+            # it there; run takes this cancel request back.
             self.cancelled_inline = True
             assert self.inline_task is not None
             self.inline_task.cancel()

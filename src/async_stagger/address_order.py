@@ -327,14 +327,26 @@ def _sort_key(
     known_broken = rtt_rank = unused = 0
     if history is not None:
         assert source_sockaddr is not None
-        entry = history.lookup(source_sockaddr[0], sockaddr[0])
+        # An address with no entry from any source has none from this one
+        # (ConnectionHistory.knows_any): its lookup, which would find
+        # nothing and change nothing, is not made (~1.0k instructions per
+        # address the history does not know, 3.11).
+        entry = (
+            history.lookup(source_sockaddr[0], sockaddr[0])
+            if sockaddr[0] in history._destinations
+            else None
+        )
         if entry is not None:
+            rtt, _, used_at, failed_at, _, _ = entry
             # RFC 6724 rule 1's "known to be unreachable": the latest
             # attempt failed or went unanswered (see async_stagger.history).
-            known_broken = 0 if entry.reachable else 1
+            # (HistoryEntry.reachable's test, written out: a property call
+            # fewer per address, ~0.7k instructions, 3.11.)
+            if failed_at is not None and (used_at is None or used_at < failed_at):
+                known_broken = 1
             # Whole milliseconds: jitter below that does not reorder.
-            rtt_rank = _UNKNOWN_RTT if entry.rtt is None else round(entry.rtt * 1e3)
-            unused = 0 if entry.used_at is not None else 1
+            rtt_rank = _UNKNOWN_RTT if rtt is None else round(rtt * 1e3)
+            unused = 0 if used_at is not None else 1
         else:
             rtt_rank, unused = _UNKNOWN_RTT, 1
     if family == socket.AF_INET6 and (embedded := known_prefix_of(sockaddr[0])):
@@ -408,6 +420,18 @@ def sort_addresses(
     """
     items = list(infos)
     if len(items) < 2:
+        return items
+    if len(items) == 2:
+        # The usual answer of a name, two addresses: the stable sort of two
+        # is one comparison (the second goes first only if its key is
+        # smaller). No list of keys, no count, no sort call: 32.0k to
+        # 23.6k instructions per sort with a history, 3.11.
+        # The first key is made first, as the list of keys makes it: the
+        # history's lookups mark its entries used in that order.
+        first, second = items
+        first_key = _sort_key(first, source_address, history)
+        if _sort_key(second, source_address, history) < first_key:
+            return [second, first]
         return items
     keys = [_sort_key(info, source_address, history) for info in items]
     if keys.count(keys[0]) == len(keys):

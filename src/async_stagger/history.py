@@ -53,9 +53,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Final, Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, TypeAlias
 
 from . import defaults
+
+if TYPE_CHECKING:
+    from ._types import AddrInfo
 
 __all__ = [
     "SHARED",
@@ -248,6 +251,22 @@ class ConnectionHistory:
                 return True
         return False
 
+    def _knows_any_of(self, infos: Iterable[AddrInfo]) -> bool:
+        """:meth:`knows_any` for the remote addresses of getaddrinfo
+        5-tuples: what a connection asks before ordering its answer.
+
+        (Read from the tuples here, not from a list of their hosts made
+        first: no list and no comprehension per call, 3.3k to 1.3k
+        instructions for two addresses, 3.11.)
+        """
+        known = self._destinations
+        if not known:
+            return False
+        for info in infos:  # noqa: SIM110
+            if info[4][0] in known:
+                return True
+        return False
+
     def attempt_delay(self, source: str, destination: str) -> float | None:
         """The Connection Attempt Delay after starting an attempt to
         *destination* from *source*, from its measured RTT.
@@ -287,30 +306,45 @@ class ConnectionHistory:
             destination: The remote address (numeric host).
             rtt: Seconds from the attempt's start to its connection.
         """
-        rtt = max(0.0, rtt)
+        # max(0.0, rtt) as the comparison it makes (0.0 unless rtt is
+        # greater), a builtin call fewer.
+        if not rtt > 0.0:
+            rtt = 0.0
         now = self.clock()
         key = (source, destination)
         entries = self._entries
-        with self._lock:
+        # The lock taken and let go by hand, not by a with statement: the
+        # same steps with two method calls for the context manager's two,
+        # ~1k instructions fewer per record (3.11), once per connection.
+        lock = self._lock
+        lock.acquire()
+        try:
             old = entries.get(key)
-            if old is None or old.rtt is None or now - old.updated_at > self.lifetime:
+            if old is None:
+                # RFC 6298 §2.2: the first sample.
+                entries[key] = _new_entry(
+                    HistoryEntry, (rtt, rtt / 2, now, None, None, now)
+                )
+                self._added(destination)
+                return
+            # The old entry's fields in one unpacking, not six attribute
+            # reads: with the comparison above, record_success 11.4k to
+            # 9.6k instructions (3.11), once per connection.
+            old_rtt, old_variation, _, failed_at, failure, updated_at = old
+            if old_rtt is None or now - updated_at > self.lifetime:
                 # RFC 6298 §2.2: the first sample.
                 srtt, rttvar = rtt, rtt / 2
             else:
                 # RFC 6298 §2.3, with its alpha = 1/8 and beta = 1/4.
-                rttvar = 0.75 * old.rtt_variation + 0.25 * abs(old.rtt - rtt)
-                srtt = 0.875 * old.rtt + 0.125 * rtt
-            if old is None:
-                entries[key] = _new_entry(
-                    HistoryEntry, (srtt, rttvar, now, None, None, now)
-                )
-                self._added(destination)
-            else:
-                # Replaced where it stands, then made the most recently used.
-                entries[key] = _new_entry(
-                    HistoryEntry, (srtt, rttvar, now, old.failed_at, old.failure, now)
-                )
-                entries.move_to_end(key)
+                rttvar = 0.75 * old_variation + 0.25 * abs(old_rtt - rtt)
+                srtt = 0.875 * old_rtt + 0.125 * rtt
+            # Replaced where it stands, then made the most recently used.
+            entries[key] = _new_entry(
+                HistoryEntry, (srtt, rttvar, now, failed_at, failure, now)
+            )
+            entries.move_to_end(key)
+        finally:
+            lock.release()
 
     def record_failure(
         self, source: str, destination: str, failure: FailureKind = "failed"

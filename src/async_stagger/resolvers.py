@@ -70,14 +70,6 @@ from typing import Any
 
 from . import nat64 as _nat64
 from ._answers import _emit_order, _lookup, _no_addresses, _order, _unique
-from ._checks import (
-    check_callable,
-    check_first_addr_family_count,
-    check_host,
-    check_lookup_arguments,
-    check_port,
-    check_seconds,
-)
 from ._direct_answer import _direct_answer
 from ._direct_answer import _DirectAnswer as _DirectAnswer  # for connection.py
 from ._family_merge import _ConcurrentAnswers
@@ -85,6 +77,13 @@ from ._lookup_sharing import _in_flight_table, _LookupKey, _SharedLookup
 from ._lookup_threads import look_up_in_daemon_thread
 from ._loop_abilities import has_stock_getaddrinfo, start_task
 from ._nat64_answers import _nat64_applies, _synthesize
+from ._resolver_checks import (
+    INT_TYPES,
+    LOOKUP_FAMILIES,
+    check_history,
+    check_resolution_delay,
+    check_resolver_arguments,
+)
 from ._tasks import wait_until_done
 from ._types import AddrInfo, GetaddrinfoAsync, Host, Port, SortAddresses
 from .address_order import sort_addresses
@@ -102,51 +101,6 @@ __all__ = [
     "basic_resolver",
     "concurrent_resolver",
 ]
-
-
-# -- argument checks -----------------------------------------------------------
-
-
-# Argument types the quick check in concurrent_resolver lets through.
-_LOOKUP_FAMILIES = (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6)
-_INT_TYPES = frozenset({int, socket.SocketKind, socket.AddressFamily})
-
-
-def _check_resolution_delay(delay: object) -> float:
-    seconds = check_seconds("resolution_delay", delay, allow_none=False)
-    assert seconds is not None
-    return seconds
-
-
-def _check_resolver_arguments(
-    host: object,
-    port: object,
-    family: object,
-    type: object,
-    proto: object,
-    flags: object,
-    first_addr_family_count: object,
-    getaddrinfo_async: object,
-    sort: bool | SortAddresses,
-) -> tuple[int, SortAddresses | None]:
-    """Check the arguments both resolvers take; return the family count and
-    the sorter."""
-    check_host(host)
-    check_port(port)
-    check_lookup_arguments(family, type, proto, flags)
-    count = check_first_addr_family_count(first_addr_family_count)
-    check_callable("getaddrinfo_async", getaddrinfo_async)
-    return count, _sorter(sort)
-
-
-def _sorter(sort: bool | SortAddresses) -> SortAddresses | None:
-    if sort is True:
-        return sort_addresses
-    if sort is False:
-        return None
-    if callable(sort):
-        return sort
-    raise TypeError(f"sort must be True, False or a callable, got {sort!r}")
 
 
 # -- lookups: started, shared, run ---------------------------------------------------
@@ -381,7 +335,7 @@ def basic_resolver(
     .. versionadded:: 1.0
        *nat64*: IPv4 through NAT64 on IPv6-only networks.
     """
-    count, sorter = _check_resolver_arguments(
+    count, sorter = check_resolver_arguments(
         host, port, family, type, proto, flags, first_addr_family_count,
         getaddrinfo_async, sort,
     )  # fmt: skip
@@ -403,14 +357,8 @@ def basic_resolver(
         getaddrinfo_async or shared_getaddrinfo,
         sorter,
         setting,
-        _checked_history(history),
+        check_history(history),
     )
-
-
-def _checked_history(history: object) -> ConnectionHistory | None:
-    if history is None or isinstance(history, ConnectionHistory):
-        return history
-    raise TypeError(f"history must be a ConnectionHistory or None, got {history!r}")
 
 
 async def _basic(
@@ -555,10 +503,10 @@ def concurrent_resolver(
         and builtins.type(port) is int
         and 0 <= port <= 65535
         and builtins.type(family) is int
-        and family in _LOOKUP_FAMILIES
-        and builtins.type(type) in _INT_TYPES
-        and builtins.type(proto) in _INT_TYPES
-        and builtins.type(flags) in _INT_TYPES
+        and family in LOOKUP_FAMILIES
+        and builtins.type(type) in INT_TYPES
+        and builtins.type(proto) in INT_TYPES
+        and builtins.type(flags) in INT_TYPES
         and resolution_delay is RESOLUTION_DELAY
         and first_addr_family_count is FIRST_ADDRESS_FAMILY_COUNT
         and getaddrinfo_async is None
@@ -571,13 +519,13 @@ def concurrent_resolver(
         sorter: SortAddresses | None = sort_addresses
         setting: bool | tuple[Any, ...] = True
     else:
-        count, sorter = _check_resolver_arguments(
+        count, sorter = check_resolver_arguments(
             host, port, family, type, proto, flags, first_addr_family_count,
             getaddrinfo_async, sort,
         )  # fmt: skip
-        delay = _check_resolution_delay(resolution_delay)
+        delay = check_resolution_delay(resolution_delay)
         setting = _nat64.check_setting(nat64)
-        history = _checked_history(history)
+        history = check_history(history)
     return _resolve_checked(
         host, port, family, type, proto, flags, delay, count, raise_exc_group,
         getaddrinfo_async, sorter, setting, history,
