@@ -54,7 +54,6 @@ from .resolvers import (
     concurrent_resolver,
 )
 from .trace import (
-    _LOGGER_ANSWERS,
     LOGGER,
     _current_trace,
     _ever_traced,
@@ -107,10 +106,9 @@ def make_connection(
         and local_addr is None
         and (tls is None or not race_tls)
         and trace is None
-        # tracing_active() and LOGGER.isEnabledFor(DEBUG) without their calls
-        # (see trace._ever_traced and trace._LOGGER_ANSWERS).
+        # tracing_active() without its call (see trace._ever_traced).
         and (not _ever_traced or _current_trace.get() is None)
-        and (_LOGGER_ANSWERS.get(_DEBUG) is False or not LOGGER.isEnabledFor(_DEBUG))
+        and not LOGGER.isEnabledFor(_DEBUG)
     )
     lone: AddrInfo | None = None
     if quiet and resolver is concurrent_resolver:

@@ -44,22 +44,6 @@ __all__ = [
 #: async_stagger 0.4. Enabled for ``DEBUG``, it gets every trace event.
 LOGGER: logging.Logger = logging.getLogger("async_stagger")
 
-# LOGGER's own answers to isEnabledFor, by level: the logging module keeps
-# them in the logger's ``_cache`` and empties that dict in place whenever a
-# level can have changed (any logger's setLevel, logging.disable), and
-# isEnabledFor answers False without it only for a disabled logger. So an
-# answer False found here is what isEnabledFor would say; anything else
-# (no answer yet, True) is asked of isEnabledFor itself. Worth ~0.4k
-# instructions per connection on 3.11 (a Python call less), read where a
-# connection asks whether anybody listens (``_make_connection``). An empty
-# dict (always asking) for a logger class of a program's own, set with
-# logging.setLoggerClass before this import.
-_LOGGER_ANSWERS: dict[int, bool] = (
-    LOGGER._cache  # type: ignore[attr-defined]
-    if type(LOGGER) is logging.Logger and type(getattr(LOGGER, "_cache", None)) is dict
-    else {}
-)
-
 #: What happened. In the order they usually occur:
 #:
 #: - ``"resolution_started"``: a lookup for ``family`` began (``host``).
