@@ -60,6 +60,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     virtual = metafunc.definition.get_closest_marker("virtual_clock") is not None
     flavours = VIRTUAL_FLAVOURS if virtual else FLAVOURS
+    if (
+        metafunc.definition.get_closest_marker("also_on_happy_eyeballs_uvloop")
+        and not virtual
+        and "uvloop" in flavours
+    ):
+        flavours = [*flavours, "happy_eyeballs_uvloop"]
     if "loop_flavour" not in metafunc.fixturenames:
         metafunc.fixturenames.append("loop_flavour")
     metafunc.parametrize("loop_flavour", flavours)

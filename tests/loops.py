@@ -8,6 +8,10 @@ Every coroutine test runs once per flavour available on the interpreter:
   races between "started" and "finished" hide.
 * ``uvloop``: when installed.
 
+Modules marked ``also_on_happy_eyeballs_uvloop`` also run on
+``happy_eyeballs_uvloop``: :func:`async_stagger.eventloop.new_uvloop_event_loop`,
+uvloop with our ``create_connection``.
+
 Tests marked ``virtual_clock`` run on :class:`VirtualClockLoop` instead (in the
 ``default`` and ``eager`` flavours; uvloop has no clock to replace): its clock
 stands still while callbacks run and jumps straight to the next timer when
@@ -101,6 +105,11 @@ def loop_factory(
             assert uvloop is not None
             assert not virtual
             loop = uvloop.new_event_loop()
+        elif flavour == "happy_eyeballs_uvloop":
+            from async_stagger.eventloop import new_uvloop_event_loop
+
+            assert not virtual
+            loop = new_uvloop_event_loop()
         elif virtual:
             loop = VirtualClockLoop()
         else:

@@ -6,28 +6,41 @@ on uvloop ``open_connection`` leaves it to uvloop's own ``create_connection``.
 Each test makes the same connection both ways on real loopback sockets and
 compares what a caller can see: a tracer forces the race (it changes nothing
 else), and a spy on the race shows which way each went. Each test runs on
-every loop flavour.
+every loop flavour, and on the Happy Eyeballs uvloop loop, whose own
+``create_connection`` hands a connected socket on to uvloop's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import socket
+import subprocess
+import sys
 import textwrap
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import loops
-from async_stagger import _direct_answer, _make_connection
+from async_stagger import _direct_answer, _loop_abilities, _make_connection
 from async_stagger.connection import (
     create_connected_sock,
     create_connection,
     open_connection,
 )
 from async_stagger.history import SHARED, ConnectionHistory, shared_history
+from async_stagger.trace import LOGGER, tracing
 from lab import Endpoint, Lab, Namespace, ipv6_loopback_available
+
+pytestmark = pytest.mark.also_on_happy_eyeballs_uvloop
+
+#: The flavours of the tests that start a program of their own.
+FLAVOURS = loops.FLAVOURS + (["happy_eyeballs_uvloop"] if loops.uvloop else [])
 
 needs_ipv6 = pytest.mark.skipif(
     not ipv6_loopback_available(), reason="this machine has no IPv6 loopback (::1)"
@@ -72,8 +85,18 @@ def answers(*endpoints: Endpoint) -> Any:
     return resolver
 
 
+def program_path() -> str:
+    """PYTHONPATH for a program of a test's own: this suite's helpers and the
+    async_stagger under test."""
+    package = Path(_make_connection.__file__).parents[1]
+    return os.pathsep.join([str(Path(__file__).parent), str(package)])
+
+
 def on_uvloop() -> bool:
-    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    """Whether the running loop is uvloop's (a Happy Eyeballs one included)."""
+    return loops.uvloop is not None and isinstance(
+        asyncio.get_running_loop(), loops.uvloop.Loop
+    )
 
 
 def traced() -> dict[str, Any]:
@@ -401,7 +424,7 @@ async def test_a_lone_literal_leaves_the_history_as_the_race_does(
 UNREACHABLE_PROGRAM = """
 import asyncio, json
 import loops
-from async_stagger import _direct_answer, _make_connection
+from async_stagger import _direct_answer, _loop_abilities, _make_connection
 from async_stagger.connection import open_connection
 
 def describe(exc):
@@ -424,7 +447,7 @@ with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
 """
 
 
-@pytest.mark.parametrize("flavour", loops.FLAVOURS)
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_an_error_connect_gives_at_once_reads_as_in_the_race(
     netns: Namespace, flavour: str
 ) -> None:
@@ -525,3 +548,247 @@ async def test_a_literal_connected_to_before_still_has_its_history_checked(
     assert working.host in _direct_answer._ipv4_literals
     with pytest.raises(TypeError, match="history must be a ConnectionHistory"):
         await open_connection(working.host, working.port, history="shared")  # type: ignore[arg-type]
+
+
+# -- what the quick way asks again on each connection -------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("how", ["own_level", "root_level"])
+async def test_a_logger_enabled_later_sends_the_next_connection_through_the_race(
+    lab: Lab, spy: Spy, how: str
+) -> None:
+    # The quick way reads logging's own cache of isEnabledFor's answers,
+    # which a level set later (on the logger or above it) empties.
+    working = lab.working()
+    records = Records()
+    LOGGER.addHandler(records)
+    logger = LOGGER if how == "own_level" else logging.getLogger()
+    levels = (LOGGER.level, logger.level)
+    try:
+        await close(await open_stream(working.host, working.port))
+        assert not LOGGER.isEnabledFor(logging.DEBUG)
+        assert spy.races == 0
+        logger.setLevel(logging.DEBUG)
+        await close(await open_stream(working.host, working.port))
+        assert spy.races == 1
+        assert any("attempt #0" in message for message in records.messages)
+        logging.disable(logging.DEBUG)
+        try:
+            await close(await open_stream(working.host, working.port))
+        finally:
+            logging.disable(logging.NOTSET)
+        assert spy.races == 1
+    finally:
+        LOGGER.removeHandler(records)
+        LOGGER.setLevel(levels[0])
+        logger.setLevel(levels[1])
+
+
+async def test_a_tracer_set_later_around_the_call_sends_it_through_the_race(
+    lab: Lab, spy: Spy
+) -> None:
+    working = lab.working()
+    await close(await open_stream(working.host, working.port))
+    events: list[Any] = []
+    with tracing(events.append):
+        await close(await open_stream(working.host, working.port))
+    assert spy.races == 1
+    assert "attempt_succeeded" in [event.kind for event in events]
+    await close(await open_stream(working.host, working.port))
+    assert spy.races == 1
+
+
+@pytest.mark.parametrize("method", ["create_connection", "sock_connect"])
+async def test_a_method_put_on_the_loop_later_is_called_as_in_the_race(
+    lab: Lab, spy: Spy, method: str
+) -> None:
+    # The loop's class is judged once; its instance's two methods are read
+    # on every connection, so one a program puts there afterwards is used.
+    working = lab.working()
+    loop = asyncio.get_running_loop()
+    await close(await open_stream(working.host, working.port))
+    taken = spy.by_address
+    assert taken == (1 if on_uvloop() else 0)
+    calls: list[Any] = []
+    original = getattr(loop, method)
+
+    def own(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("sock") if method == "create_connection" else args[1])
+        return original(*args, **kwargs)
+
+    setattr(loop, method, own)
+    try:
+        await close(await open_stream(working.host, working.port))
+    finally:
+        delattr(loop, method)
+    assert spy.by_address == taken
+    if method == "create_connection":
+        # As the race hands its winner over: a connected socket.
+        assert len(calls) == 1
+        assert isinstance(calls[0], socket.socket)
+    else:
+        assert calls == [(working.host, working.port)]
+    await close(await open_stream(working.host, working.port))
+    assert spy.by_address == taken + (1 if on_uvloop() else 0)
+
+
+def test_only_uvloops_create_connection_or_one_handing_sockets_on_takes_it() -> None:
+    if loops.uvloop is None:
+        pytest.skip("uvloop is not installed")
+    from async_stagger.eventloop import happy_eyeballs_uvloop_class
+
+    uvloop_own = loops.uvloop.Loop.create_connection
+
+    class OwnConnect(loops.uvloop.Loop):  # type: ignore[misc,name-defined]
+        async def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("not to be called")
+
+    class OwnBelow(happy_eyeballs_uvloop_class(), OwnConnect):  # type: ignore[misc]
+        pass
+
+    for cls, expected in [
+        (loops.uvloop.Loop, uvloop_own),
+        (happy_eyeballs_uvloop_class(), uvloop_own),
+        (OwnConnect, None),
+        # The Happy Eyeballs create_connection hands sockets on to
+        # OwnConnect's, not to uvloop's.
+        (OwnBelow, None),
+    ]:
+        loop = cls()
+        try:
+            assert _loop_abilities.uvloop_create_connection(loop) is expected, cls
+        finally:
+            loop.close()
+
+
+# -- an error before connect() ---------------------------------------------------
+
+NO_DESCRIPTOR_PROGRAM = """
+import asyncio, json, os, resource, socket
+import loops
+from async_stagger.connection import open_connection
+
+def describe(exc):
+    if isinstance(exc, BaseExceptionGroup):
+        return [type(exc).__name__, str(exc), [describe(e) for e in exc.exceptions]]
+    return [type(exc).__name__, exc.errno, str(exc), exc.__notes__]
+
+async def main():
+    taken = []
+    seen = []
+    try:
+        while True:  # every descriptor the limit allows, taken
+            taken.append(os.dup(0))
+    except OSError:
+        pass
+    try:
+        for options in ({{}}, {{"trace": lambda event: None}}):
+            try:
+                await open_connection("127.0.0.2", {port}, **options)
+            except Exception as exc:
+                seen.append(describe(exc))
+    finally:
+        for fd in taken:
+            os.close(fd)
+    print(json.dumps(seen))
+
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    runner.run(main())
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_an_error_making_the_socket_reads_as_in_the_race(flavour: str) -> None:
+    # No descriptor left for the socket (EMFILE): nothing is sent; the
+    # system's words both ways, as an error of connect() itself.
+    done = subprocess.run(
+        [sys.executable, "-c", NO_DESCRIPTOR_PROGRAM.format(flavour=flavour, port=9)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": program_path()},
+    )
+    assert done.returncode == 0, done.stderr
+    alone, raced = json.loads(done.stdout)
+    assert alone == raced
+    assert alone[1] == 24  # EMFILE
+    assert "Connect call failed" not in alone[2]
+
+
+FIRST_TRACER_PROGRAM = """
+import asyncio, json, socket
+import loops
+from async_stagger import _make_connection, trace
+from async_stagger.connection import open_connection
+
+races = []
+race = _make_connection._race_on_loop
+
+def counted(*args, **kwargs):
+    races.append(None)
+    return race(*args, **kwargs)
+
+_make_connection._race_on_loop = counted
+
+async def main():
+    server = socket.create_server(("127.0.0.2", 0))
+    port = server.getsockname()[1]
+    seen = []
+
+    async def connect():
+        _, writer = await open_connection("127.0.0.2", port)
+        writer.close()
+        await writer.wait_closed()
+
+    await connect()
+    await connect()
+    seen.append(["untraced", len(races), bool(trace._ever_traced)])
+    events = []
+    with trace.tracing(events.append):
+        # Started inside the block, run after it: its context keeps the tracer.
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+        later = asyncio.get_running_loop().create_task(connect())
+        task.cancel()
+    await asyncio.sleep(0)
+    await later
+    seen.append(["task of the block", len(races), len(events) > 0])
+    await connect()
+    seen.append(["untraced again", len(races)])
+    server.close()
+    print(json.dumps(seen))
+
+with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
+    runner.run(main())
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_first_tracer_of_the_process_reaches_a_task_started_in_its_block(
+    flavour: str,
+) -> None:
+    # Until a tracer is first set, nobody can be tracing, and the variable is
+    # not even asked; a task that a tracing block started keeps its tracer
+    # after the block ends.
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_TRACER_PROGRAM.format(flavour=flavour)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": program_path()},
+    )
+    assert done.returncode == 0, done.stderr
+    untraced, in_block, again = json.loads(done.stdout)
+    assert untraced == ["untraced", 0, False]
+    assert in_block == ["task of the block", 1, True]
+    assert again == ["untraced again", 1]

@@ -24,7 +24,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -42,9 +42,30 @@ class _ClassAbilities(NamedTuple):
     #: Whether tasks may start eagerly: Python 3.12+ and a stock
     #: ``create_task``.
     eager: bool
-    #: The class's ``create_connection`` when it is uvloop's: it connects to
-    #: an IP address and builds the transport in C.
-    create_connection: object
+    #: When a lone IP address may be left to uvloop's ``create_connection``
+    #: (the class's is uvloop's, or a Happy Eyeballs loop's that hands a
+    #: connected socket on to it, and its ``sock_connect`` is uvloop's):
+    #: what the instance's ``create_connection`` and ``sock_connect`` must
+    #: still be, and uvloop's ``create_connection``, to call as a function
+    #: of the loop. A plain tuple: read by index, ~0.4k instructions less
+    #: than two more fields of this one (3.11).
+    by_address: tuple[object, object, Callable[..., Coroutine[Any, Any, Any]]] | None
+
+
+#: Functions that, as a loop class's ``create_connection``, hand a call with
+#: ``sock=`` and nothing else as it is to the next class's in the method
+#: resolution order (the Happy Eyeballs loops', see
+#: :mod:`async_stagger.eventloop`, which registers it here).
+_hands_sockets_on: list[object] = []
+
+
+def hands_sockets_on(create_connection: object) -> None:
+    """Declare that a ``create_connection`` passes ``sock=`` calls to its base
+    class's unchanged: on a uvloop subclass with it, a lone IP address may
+    still be left to uvloop's own, since the connected socket the general
+    path would hand over ends there too."""
+    _hands_sockets_on.append(create_connection)
+    _by_class.clear()
 
 
 # One entry per loop class ever seen: a handful in any program.
@@ -59,16 +80,29 @@ def _decide(cls: type) -> _ClassAbilities:
     ]
     stock_lookup: list[object] = [asyncio.BaseEventLoop.getaddrinfo]
     stock_create_task: list[object] = [asyncio.BaseEventLoop.create_task]
-    by_address: object = _NONE
+    uvloop_create_connection: object = _NONE
     uvloop = sys.modules.get("uvloop.loop")  # imported if this is its loop
     if uvloop is not None:
         stock_connect.append(getattr(uvloop.Loop, "sock_connect", _NONE))
         stock_lookup.append(getattr(uvloop.Loop, "getaddrinfo", _NONE))
         stock_create_task.append(getattr(uvloop.Loop, "create_task", _NONE))
-        by_address = getattr(uvloop.Loop, "create_connection", _NONE)
+        uvloop_create_connection = getattr(uvloop.Loop, "create_connection", _NONE)
     connect = getattr(cls, "sock_connect", None)
     lookup = getattr(cls, "getaddrinfo", None)
     create_task = getattr(cls, "create_task", None)
+    create_connection = getattr(cls, "create_connection", None)
+    by_address: tuple[object, object, Callable[..., Coroutine[Any, Any, Any]]] | None
+    by_address = None
+    if (
+        uvloop_create_connection is not _NONE
+        and connect in stock_connect
+        and _ends_in(cls, create_connection) is uvloop_create_connection
+    ):
+        by_address = (
+            create_connection,
+            connect,
+            cast("Callable[..., Coroutine[Any, Any, Any]]", uvloop_create_connection),
+        )
     create_task_is_stock = create_task in stock_create_task
     return _ClassAbilities(
         sock_connect=connect if connect in stock_connect else _NONE,
@@ -76,13 +110,25 @@ def _decide(cls: type) -> _ClassAbilities:
         create_task=create_task if create_task_is_stock else _NONE,
         # asyncio.Task(..., eager_start=True) exists from Python 3.12 on.
         eager=sys.version_info >= (3, 12) and create_task_is_stock,
-        create_connection=(
-            by_address
-            if getattr(cls, "create_connection", None) is by_address
-            and connect in stock_connect
-            else _NONE
-        ),
+        by_address=by_address,
     )
+
+
+def _ends_in(cls: type, create_connection: object) -> object:
+    """The ``create_connection`` that a connected socket handed to *cls*'s
+    reaches: its own, or, past each that hands sockets on, the next one in
+    the method resolution order."""
+    if create_connection not in _hands_sockets_on:
+        return create_connection
+    own = [
+        base.__dict__["create_connection"]
+        for base in cls.__mro__
+        if "create_connection" in base.__dict__
+    ]
+    for below in own[1:]:
+        if below not in _hands_sockets_on:
+            return below
+    return _NONE
 
 
 def _abilities(loop: asyncio.AbstractEventLoop) -> _ClassAbilities:
@@ -107,28 +153,41 @@ def connects_directly(loop: asyncio.AbstractEventLoop) -> bool:
     return getattr(loop.sock_connect, "__func__", None) is found.sock_connect
 
 
-def connects_by_address(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether *loop* is uvloop's, with its own ``create_connection`` and
-    ``sock_connect``: then a connection to one IP address, which needs no
-    race, may be left to its ``create_connection(host=address)`` (see
-    ``_make_connection._open_by_address``). Worth ~59k instructions, a
-    third, of an IP literal connection on uvloop's loop (3.11: 173k → 114k):
-    its connect and transport are C, where ours is a Python socket watched
-    through ``add_writer``."""
+def uvloop_create_connection(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[..., Coroutine[Any, Any, Any]] | None:
+    """uvloop's own ``create_connection``, to be called as a function of
+    *loop*, when *loop* is uvloop's, or a Happy Eyeballs uvloop loop (see
+    :func:`hands_sockets_on`), with its class's ``create_connection`` and
+    ``sock_connect``; else None. A connection to one IP address, which
+    needs no race, may then be left to it, ``create_connection(host=address)``
+    (see ``_make_connection._open_by_address``), where the general path
+    would connect a socket and hand it to the same function. Worth ~59k
+    instructions, a third, of an IP literal connection on uvloop's loop
+    (3.11: 173k → 114k): its connect and transport are C, where ours is a
+    Python socket watched through ``add_writer``.
+
+    The class's answer is kept; the instance's two methods are read on each
+    call, since a program may put its own on the loop object at any time
+    and then gets its way (nothing cheaper tells: see the module's note on
+    ``__dict__``). Those two reads are ~1.3k instructions of the ~1.9k this
+    costs (3.11)."""
     # _abilities and connects_directly inlined: asked once per connection.
     found = _by_class.get(type(loop))
     if found is None:
         found = _abilities(loop)
-    if found.create_connection is _NONE:
-        return False
-    try:
-        # Read as attributes, not with getattr(): ~0.3k instructions less.
-        return (
-            loop.create_connection.__func__ is found.create_connection  # type: ignore[attr-defined]
-            and loop.sock_connect.__func__ is found.sock_connect  # type: ignore[attr-defined]
-        )
-    except AttributeError:  # a function of a program's own, not a method
-        return False
+    by_address = found.by_address
+    if by_address is not None:
+        try:
+            # Read as attributes, not with getattr(): ~0.3k instructions less.
+            if (
+                loop.create_connection.__func__ is by_address[0]  # type: ignore[attr-defined]
+                and loop.sock_connect.__func__ is by_address[1]  # type: ignore[attr-defined]
+            ):
+                return by_address[2]
+        except AttributeError:  # a function of a program's own, not a method
+            pass
+    return None
 
 
 def has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:

@@ -23,7 +23,6 @@ path (failure, cancellation, ``asyncio.timeout``) leaves a descriptor open.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -41,7 +40,7 @@ from ._attempts import (
 )
 from ._direct_answer import lone_ipv4_literal
 from ._failure import failure
-from ._loop_abilities import connects_by_address
+from ._loop_abilities import uvloop_create_connection
 from ._plan import ConnectionPlan
 from ._resolver_keywords import extra_keywords_taken
 from ._tls_attempt import TLSRace
@@ -56,6 +55,8 @@ from .resolvers import (
 )
 from .trace import (
     LOGGER,
+    _current_trace,
+    _ever_traced,
     _logged,
     _start_tracing,
     _stop_tracing,
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from .connection import Resolver
 
 _SOCK_STREAM = socket.SOCK_STREAM
+_DEBUG = logging.DEBUG
 
 
 def make_connection(
@@ -104,8 +106,9 @@ def make_connection(
         and local_addr is None
         and (tls is None or not race_tls)
         and trace is None
-        and not tracing_active()
-        and not LOGGER.isEnabledFor(logging.DEBUG)
+        # tracing_active() without its call (see trace._ever_traced).
+        and (not _ever_traced or _current_trace.get() is None)
+        and not LOGGER.isEnabledFor(_DEBUG)
     )
     lone: AddrInfo | None = None
     if quiet and resolver is concurrent_resolver:
@@ -116,10 +119,14 @@ def make_connection(
             lone is not None
             # A history option still to check is checked in _connect.
             and (history is SHARED or history is None)
-            and _left_to_uvloop(factory_made_protocol, tls, lone, loop)
+            # _left_to_uvloop's tests, of an IPv4 address (no scope id).
+            and factory_made_protocol
+            and tls is None
         ):
-            assert protocol_factory is not None
-            return _open_by_address(plan, protocol_factory, lone)
+            by_address = uvloop_create_connection(loop)
+            if by_address is not None:
+                assert protocol_factory is not None
+                return _open_by_address(plan, protocol_factory, lone, by_address)
     return _connect(plan, protocol_factory, factory_made_protocol, quiet, lone)
 
 
@@ -128,16 +135,17 @@ def _left_to_uvloop(
     tls: dict[str, Any] | None,
     lone: AddrInfo,
     loop: asyncio.AbstractEventLoop,
-) -> bool:
-    """Whether the lone address is for uvloop's own ``create_connection``
-    (:func:`_open_by_address`)."""
-    return (
+) -> Callable[..., Coroutine[Any, Any, Any]] | None:
+    """uvloop's own ``create_connection`` when the lone address is for it
+    (:func:`_open_by_address`), else None."""
+    if (
         factory_made_protocol
         and tls is None
         # (An IPv4 address has no scope id: one test, not a call.)
         and (len(lone[4]) == 2 or _scope_id(lone[4]) == 0)
-        and connects_by_address(loop)
-    )
+    ):
+        return uvloop_create_connection(loop)
+    return None
 
 
 async def _connect(
@@ -192,11 +200,15 @@ async def _connect(
                         lone = remote.take_lone()
                 else:
                     remote = _NOTHING_LEFT
-                if lone is not None and _left_to_uvloop(
-                    factory_made_protocol, plan.tls, lone, loop
-                ):
-                    assert protocol_factory is not None
-                    return await _open_by_address(plan, protocol_factory, lone)
+                if lone is not None:
+                    by_address = _left_to_uvloop(
+                        factory_made_protocol, plan.tls, lone, loop
+                    )
+                    if by_address is not None:
+                        assert protocol_factory is not None
+                        return await _open_by_address(
+                            plan, protocol_factory, lone, by_address
+                        )
             else:
                 remote = _remote_addresses(plan, used_history)
             if plan.tls is None or not plan.race_tls:
@@ -325,10 +337,11 @@ async def _open_by_address(
     plan: ConnectionPlan,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     info: AddrInfo,
+    create_connection: Callable[..., Coroutine[Any, Any, Any]],
 ) -> Any:
     """``open_connection`` to one IP address on uvloop: its own
-    ``create_connection(host=address)``, which connects and builds the
-    transport in C (see ``_loop_abilities.connects_by_address`` for the
+    *create_connection* (``host=address``), which connects and builds the
+    transport in C (see ``_loop_abilities.uvloop_create_connection`` for the
     worth), with the outcome the race's would have.
 
     What uvloop does differently, and how it is made the same:
@@ -342,41 +355,53 @@ async def _open_by_address(
       made from our socket; its port is ``getaddrinfo``'s number, in range.
     * A connect error found later (``SO_ERROR``) reads "Connection refused"
       where asyncio's and our connect step say ``Connect call failed
-      (address)``: an error after the connection waited is re-made in those
-      words; one ``connect()`` gave at once has the system's words in both.
-      (uvloop reports an immediate ``ECONNREFUSED`` only later, which Linux
-      never gives at once to a non-blocking TCP socket.)
-    * Telling the two apart costs a callback scheduled and cancelled (~1.5k
-      instructions) on every connection.
+      (address)``: an error found later is re-made in those words; one
+      ``connect()`` gave at once has the system's words in both. (uvloop
+      reports an immediate ``ECONNREFUSED`` only later, which Linux never
+      gives at once to a non-blocking TCP socket.) The two are told apart
+      by where uvloop raised the error (see :func:`_found_later`), which
+      costs a connection that succeeds nothing.
     * The error is then told as the race tells a lone attempt's
       (:func:`~async_stagger._failure.failure`: its address as a note, in a
       group with *raise_exc_group*); a cancellation is raised as it is,
       once uvloop has closed its transport.
     """
-    loop = plan.loop
     family, _, proto, _, address = info
-    # Whether the connection waited, i.e. the loop went round once. (The mark
-    # runs no code of anyone's: in an empty context of its own, call_soon
-    # copies none, ~1.8k instructions less.)
-    waited: list[None] = []
-    mark = loop.call_soon(waited.append, None, context=_NO_CONTEXT)
     error: Exception
     try:
-        return await loop.create_connection(
-            protocol_factory, address[0], address[1], family=family, proto=proto
-        )
+        return await create_connection(
+            plan.loop, protocol_factory, address[0], address[1], family=family,
+            proto=proto,
+        )  # fmt: skip
     except Exception as exc:
         error = exc
-    finally:
-        mark.cancel()
-    if waited and isinstance(error, OSError) and error.errno:
+    if isinstance(error, OSError) and error.errno and _found_later(error):
         error = OSError(error.errno, f"Connect call failed {address}")
     raise failure(
         plan.host, plan.port, [(address, None)], (), [error], None, plan.raise_exc_group
     )
 
 
-_NO_CONTEXT = contextvars.Context()
+def _found_later(error: BaseException) -> bool:
+    """Whether uvloop's ``create_connection`` raised *error* where it waits
+    for the connection's outcome (libuv's connect callback, the socket's
+    ``SO_ERROR``), not from within its connect call (``connect()`` itself
+    failed, or making the socket did): the innermost entry of its traceback
+    is then that coroutine's own, where the other's goes on into uvloop's
+    connect step.
+
+    Told this way, a connection that succeeds pays nothing; a callback
+    scheduled for the next pass of the loop, and cancelled, which told the
+    two apart by whether the loop went round, cost every connection ~2.6k
+    instructions (3.11). Both kinds are pinned against the race's words by
+    the tests (a refused port; no route, in a network namespace)."""
+    entry = error.__traceback__
+    if entry is None:
+        return False
+    while entry.tb_next is not None:
+        entry = entry.tb_next
+    return entry.tb_frame.f_code.co_name.endswith("create_connection")
+
 
 # The addresses left once a lone address is taken: none (it only ever hands
 # out nothing, so all connections may share it).

@@ -14,7 +14,6 @@ import ipaddress
 import socket
 import ssl as _ssl
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._checks import check_interleave
@@ -67,9 +66,11 @@ class ConnectionPlan(NamedTuple):
 
 # NamedTuple's own __new__ is a Python function of 19 parameters; building
 # the tuple at once spares an IP literal connection 0.5 % of its
-# instructions. Called with the fields in their order, as one tuple.
-new_plan: Callable[[tuple[Any, ...]], ConnectionPlan] = partial(
-    tuple.__new__, ConnectionPlan
+# instructions. Called as new_plan(ConnectionPlan, fields), the fields in
+# their order as one tuple: tuple.__new__ itself, without a partial around
+# it, ~0.3k instructions less (3.11).
+new_plan: Callable[[type[ConnectionPlan], tuple[Any, ...]], ConnectionPlan] = (
+    tuple.__new__
 )
 
 

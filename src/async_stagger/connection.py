@@ -500,7 +500,7 @@ def _plan(
         # No Happy Eyeballs: the other connection keywords play no part.
         check_sock(sock, host=host, port=port)
         nat64 = check_setting(nat64)
-        return new_plan((
+        return new_plan(ConnectionPlan, (
             running, host, port, family, proto, flags, sock, None, None, 0.0,
             True, resolver, None, raise_exc_group, tls, race_tls, trace,
             nat64, history,
@@ -534,7 +534,7 @@ def _plan(
     if local_addr is not None:
         check_local_addr(local_addr)
     nat64 = check_setting(nat64)
-    return new_plan((
+    return new_plan(ConnectionPlan, (
         running, host, port, family, proto, flags, None, local_addr, local_addrs,
         chosen_delay, delay_given, resolver, interleave, raise_exc_group, tls,
         race_tls, trace, nat64, history,

@@ -39,6 +39,7 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from ._checks import check_callable, check_delay
+from ._loop_abilities import hands_sockets_on
 from ._types import Host, Port
 from .connection import (
     NOT_GIVEN,
@@ -241,6 +242,12 @@ class _HappyEyeballsMixin(asyncio.AbstractEventLoop):
             trace=defaults.trace if trace is None else trace,
         )  # fmt: skip
         return cast("Coroutine[Any, Any, tuple[asyncio.Transport, _ProtocolT]]", result)
+
+
+# A call with sock= and nothing else goes to the base loop's method as it is
+# (the first branch above): so on a uvloop loop with this create_connection,
+# a lone IP address may still be left to uvloop's own (see _loop_abilities).
+hands_sockets_on(_HappyEyeballsMixin.create_connection)
 
 
 class HappyEyeballsEventLoop(_HappyEyeballsMixin, asyncio.SelectorEventLoop):

@@ -155,6 +155,17 @@ _current_trace: contextvars.ContextVar[TraceCallback | None] = contextvars.Conte
     "async_stagger_trace", default=None
 )
 
+# Empty until _start_tracing first sets _current_trace (nothing else sets
+# it), and never emptied again: while it is empty, every context of the
+# process holds the default, None, and nobody traces; once a tracer was set,
+# a context copied meanwhile (a task started inside a tracing block) may
+# hold it after the block, so the variable is asked from then on. Read
+# where a connection asks whether anybody listens (``_make_connection``):
+# the variable's lookup, ~1k instructions of an IP literal connection on
+# uvloop in the benchmark (3.11; its cache rarely holds between tasks),
+# against a test of this list.
+_ever_traced: list[None] = []
+
 
 def emit(kind: EventKind, **fields: Any) -> None:
     """Report an event to the callback of the enclosing :func:`tracing` block.
@@ -195,6 +206,8 @@ def _start_tracing(
     :func:`_stop_tracing`."""
     if not callable(callback):
         raise TypeError(f"trace must be callable or None, got {callback!r}")
+    if not _ever_traced:
+        _ever_traced.append(None)
     return _current_trace.set(callback)
 
 
