@@ -145,11 +145,7 @@ def connects_directly(loop: asyncio.AbstractEventLoop) -> bool:
     (Windows' proactor, a loop class or a program that replaced it) is used
     as it is. Worth 11 % of an IP literal connection's instructions on
     asyncio's loop, 46 % on uvloop's."""
-    # _abilities inlined for the class already seen: asked once per
-    # connection, the call is worth ~0.4k instructions (0.1 %).
-    found = _by_class.get(type(loop))
-    if found is None:
-        found = _abilities(loop)
+    found = _abilities(loop)
     return getattr(loop.sock_connect, "__func__", None) is found.sock_connect
 
 
@@ -170,23 +166,16 @@ def uvloop_create_connection(
     The class's answer is kept; the instance's two methods are read on each
     call, since a program may put its own on the loop object at any time
     and then gets its way (nothing cheaper tells: see the module's note on
-    ``__dict__``). Those two reads are ~1.3k instructions of the ~1.9k this
+    ``__dict__``). Those two reads are most of the ~2k instructions this
     costs (3.11)."""
-    # _abilities and connects_directly inlined: asked once per connection.
-    found = _by_class.get(type(loop))
-    if found is None:
-        found = _abilities(loop)
-    by_address = found.by_address
-    if by_address is not None:
-        try:
-            # Read as attributes, not with getattr(): ~0.3k instructions less.
-            if (
-                loop.create_connection.__func__ is by_address[0]  # type: ignore[attr-defined]
-                and loop.sock_connect.__func__ is by_address[1]  # type: ignore[attr-defined]
-            ):
-                return by_address[2]
-        except AttributeError:  # a function of a program's own, not a method
-            pass
+    by_address = _abilities(loop).by_address
+    if (
+        by_address is not None
+        # A function of a program's own, not a method, has no __func__.
+        and getattr(loop.create_connection, "__func__", None) is by_address[0]
+        and getattr(loop.sock_connect, "__func__", None) is by_address[1]
+    ):
+        return by_address[2]
     return None
 
 
@@ -203,11 +192,7 @@ def has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:
     it. A ``getaddrinfo`` a program or a test put on the loop, or a loop
     class of its own, is called as it is.
     """
-    # _abilities inlined for the class already seen, as in connects_directly
-    # (~0.4k instructions a call; asked once per lookup).
-    found = _by_class.get(type(loop))
-    if found is None:
-        found = _abilities(loop)
+    found = _abilities(loop)
     return getattr(loop.getaddrinfo, "__func__", None) is found.getaddrinfo
 
 
@@ -215,10 +200,7 @@ def starts_tasks_eagerly(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether :func:`start_task` starts tasks eagerly on *loop*: where
     asyncio can, unless the loop has a task factory of its own, or a
     ``create_task`` of its own (either gets its way)."""
-    # _abilities inlined, as in has_stock_getaddrinfo.
-    found = _by_class.get(type(loop))
-    if found is None:
-        found = _abilities(loop)
+    found = _abilities(loop)
     return found.eager and loop.get_task_factory() is None
 
 
@@ -239,10 +221,7 @@ def start_task(
     frame and closed-loop check (the loop runs) are worth ~1.3k
     instructions per task, 2.6k per resolution of a name whose loop has its
     own ``getaddrinfo`` (153.4k to 150.9k, 3.11)."""
-    # starts_tasks_eagerly and _abilities inlined (asked once per lookup).
-    found = _by_class.get(type(loop))
-    if found is None:
-        found = _abilities(loop)
+    found = _abilities(loop)
     if found.create_task is not _NONE and loop.get_task_factory() is None:
         if found.eager:
             if _create_task_starts_eagerly(loop):
