@@ -89,32 +89,29 @@ def make_connection(
     A plain function, so that an IPv4 literal that uvloop connects by itself
     is given :func:`_open_by_address`'s coroutine with none of ours around
     it: one coroutine less between the caller and the connect, each time
-    the connection waits (with the checks it moved, ~0.7k instructions of
-    such a connection on 3.11)."""
+    the connection waits."""
+    tls = plan.tls
     # Nothing to race but the addresses: no local addresses, no TLS race,
     # and nobody listening (no tracer; the "async_stagger" logger gets the
     # events when it is enabled for DEBUG: one check per connection when it
     # is not).
-    # The plan's fields read at once: one unpacking costs ~1k instructions
-    # less than reading them one by one.
-    (
-        loop, host, port, family, proto, flags, _, local_addr, local_addrs, _, _,
-        resolver, _, _, tls, race_tls, trace, nat64, history,
-    ) = plan  # fmt: skip
     quiet = (
-        local_addrs is None
-        and local_addr is None
-        and (tls is None or not race_tls)
-        and trace is None
+        plan.local_addrs is None
+        and plan.local_addr is None
+        and (tls is None or not plan.race_tls)
+        and plan.trace is None
         # tracing_active() without its call (see trace._ever_traced).
         and (not _ever_traced or _current_trace.get() is None)
         and not LOGGER.isEnabledFor(_DEBUG)
     )
     lone: AddrInfo | None = None
-    if quiet and resolver is concurrent_resolver:
+    if quiet and plan.resolver is concurrent_resolver:
         # The default resolver's answer for an IPv4 literal it has answered
         # before, without the resolver.
-        lone = lone_ipv4_literal(host, port, family, proto, flags, nat64)
+        lone = lone_ipv4_literal(
+            plan.host, plan.port, plan.family, plan.proto, plan.flags, plan.nat64
+        )
+        history = plan.history
         if (
             lone is not None
             # A history option still to check is checked in _connect.
@@ -123,7 +120,7 @@ def make_connection(
             and factory_made_protocol
             and tls is None
         ):
-            by_address = uvloop_create_connection(loop)
+            by_address = uvloop_create_connection(plan.loop)
             if by_address is not None:
                 assert protocol_factory is not None
                 return _open_by_address(plan, protocol_factory, lone, by_address)
@@ -188,29 +185,17 @@ async def _connect(
             if plan.local_addrs is not None or plan.local_addr is not None:
                 locals_ = await _local_addresses(plan)
             # The attempts to race, and the delay after each when the
-            # history is to time them. (Written here, not in a helper: one
-            # call less is worth ~0.8k instructions, 0.2 %, of a literal connection.)
-            if quiet:
-                # One address and nobody listening: a race of one attempt
-                # started at once, with no delay to wait out, is that
-                # attempt alone (see _alone below).
-                if lone is None:
-                    remote = _remote_addresses(plan, used_history)
-                    if type(remote) is _DirectAnswer:
-                        lone = remote.take_lone()
-                else:
-                    remote = _NOTHING_LEFT
-                if lone is not None:
-                    by_address = _left_to_uvloop(
-                        factory_made_protocol, plan.tls, lone, loop
+            # history is to time them.
+            remote, lone = _addresses_to_race(plan, used_history, quiet, lone)
+            if lone is not None:
+                by_address = _left_to_uvloop(
+                    factory_made_protocol, plan.tls, lone, loop
+                )
+                if by_address is not None:
+                    assert protocol_factory is not None
+                    return await _open_by_address(
+                        plan, protocol_factory, lone, by_address
                     )
-                    if by_address is not None:
-                        assert protocol_factory is not None
-                        return await _open_by_address(
-                            plan, protocol_factory, lone, by_address
-                        )
-            else:
-                remote = _remote_addresses(plan, used_history)
             if plan.tls is None or not plan.race_tls:
                 attempts = _Attempts(loop, remote, locals_)
             else:
@@ -431,6 +416,26 @@ async def _local_addresses(plan: ConnectionPlan) -> list[tuple[int, tuple[Any, .
     if not locals_:
         raise ValueError("local_addrs is empty: no local address to bind to")
     return locals_
+
+
+def _addresses_to_race(
+    plan: ConnectionPlan,
+    used_history: ConnectionHistory | None,
+    quiet: bool,
+    lone: AddrInfo | None,
+) -> tuple[AsyncIterator[AddrInfo], AddrInfo | None]:
+    """The stream of addresses to race, and the lone address (*lone*, or
+    the only one of an IP literal's answer) when it is the only one and
+    nobody listens (*quiet*): a race of one attempt started at once, with
+    no delay to wait out, is that attempt alone (see :func:`_alone`)."""
+    if not quiet:
+        return _remote_addresses(plan, used_history), None
+    if lone is not None:
+        return _NOTHING_LEFT, lone
+    remote = _remote_addresses(plan, used_history)
+    if type(remote) is _DirectAnswer:
+        lone = remote.take_lone()
+    return remote, lone
 
 
 def _remote_addresses(
