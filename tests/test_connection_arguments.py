@@ -279,6 +279,12 @@ BAD_CALLS: list[tuple[str, dict[str, Any], type[BaseException], str]] = [
     ),
     ("empty local_addrs", {"local_addrs": []}, ValueError, "local_addrs is empty"),
     ("local_addr not a pair", {"local_addr": "127.0.0.1"}, TypeError, "local_addr"),
+    (
+        "local_addr port out of range",
+        {"local_addr": ("127.0.0.1", 70000)},
+        OverflowError,
+        "70000",
+    ),
     ("limit 0", {"limit": 0}, ValueError, "limit"),
     ("resolver not callable", {"resolver": "dns"}, TypeError, "resolver"),
 ]

@@ -29,7 +29,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import defaults
-from ._checks import check_port
+from ._answers import _host_text
 from ._describe import family_constant_name
 from ._failure import empty_answer
 from ._loop_abilities import connects_directly
@@ -51,9 +51,7 @@ def _local_family(address: tuple[Any, ...]) -> int:
             "local addresses must be resolved socket address tuples such as"
             f" ('192.0.2.1', 0) or ('2001:db8::1', 0, 0, 0), got {address!r}"
         )
-    host = address[0]
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
+    host = _host_text(address[0])
     if not isinstance(host, str):
         raise TypeError(f"local address host must be a str, got {address!r}")
     if host == "":
@@ -511,11 +509,9 @@ async def _resolve_local_addr(
     proto: int,
     flags: int,
 ) -> list[tuple[int, tuple[Any, ...]]]:
-    """Resolve asyncio's ``local_addr`` (a host/port pair) like asyncio."""
-    if not isinstance(local_addr, tuple | list) or len(local_addr) < 2:
-        raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    """Resolve asyncio's ``local_addr`` (a host/port pair, checked by
+    ``_plan.check_local_addr``) like asyncio."""
     host, port = local_addr[0], local_addr[1]
-    check_port(port)
     infos = await loop.getaddrinfo(
         host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
     )

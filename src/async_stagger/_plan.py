@@ -16,7 +16,7 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._checks import check_interleave
+from ._checks import check_interleave, check_port
 from ._resolver_keywords import extra_keywords_taken
 from .resolvers import concurrent_resolver
 
@@ -151,6 +151,8 @@ def check_resolver_takes_interleave(
 
 
 def check_local_addr(local_addr: object) -> None:
-    """asyncio's *local_addr*: a (host, port) pair, resolved later."""
+    """asyncio's *local_addr*: a (host, port) pair, resolved later, its port
+    one ``getaddrinfo`` takes (see ``_checks.check_port``)."""
     if not isinstance(local_addr, tuple | list) or len(local_addr) < 2:
         raise TypeError(f"local_addr must be a (host, port) pair, got {local_addr!r}")
+    check_port(local_addr[1])
