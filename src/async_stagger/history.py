@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple, TypeAlias
 
 from . import defaults
+from ._checks import not_an_int
 
 if TYPE_CHECKING:
     from ._types import AddrInfo
@@ -168,7 +169,7 @@ class ConnectionHistory:
         if not (isinstance(lifetime, int | float) and lifetime > 0):
             raise ValueError(f"lifetime must be a positive number, got {lifetime!r}")
         if isinstance(max_entries, bool) or not isinstance(max_entries, int):
-            raise TypeError(f"max_entries must be an int, got {max_entries!r}")
+            raise not_an_int("max_entries", max_entries)
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
         self.lifetime = float(lifetime)
