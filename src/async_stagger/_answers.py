@@ -90,8 +90,7 @@ def _unique(infos: Iterable[AddrInfo], seen: set[tuple[Any, ...]]) -> list[AddrI
     result = []
     for info in infos:
         # The same address for the same socket type is a duplicate; the
-        # canonical name does not matter. (Built here, not by a helper: a
-        # call per address is worth ~0.3k instructions, 3.11.)
+        # canonical name does not matter.
         identity = (info[0], info[1], info[2], info[4])
         if identity not in seen:
             seen.add(identity)
