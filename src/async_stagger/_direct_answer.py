@@ -191,7 +191,8 @@ def _is_common_ipv4_call(
     # Written for the common call (all zeros, an int port): each test
     # settled by its first comparison, no tuple built, no attribute read.
     # Worth ~0.8k instructions per call against `family in (0, _AF_INET)`
-    # and the like.
+    # and the like: about 0.8 % of an IP literal connection on uvloop's loop
+    # (~95k), 0.2 % on asyncio's (3.11).
     return (
         type == _SOCK_STREAM
         and (not family or family == _AF_INET)
