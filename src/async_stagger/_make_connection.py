@@ -90,28 +90,31 @@ def make_connection(
     is given :func:`_open_by_address`'s coroutine with none of ours around
     it: one coroutine less between the caller and the connect, each time
     the connection waits."""
-    tls = plan.tls
+    # The plan's fields read at once: one unpacking costs ~1.2k instructions
+    # less than reading them one by one, 1.2 % of an IP literal connection
+    # on uvloop's loop (~99k), 0.26 % on asyncio's (3.11).
+    (
+        loop, host, port, family, proto, flags, _, local_addr, local_addrs, _, _,
+        resolver, _, _, tls, race_tls, trace, nat64, history,
+    ) = plan  # fmt: skip
     # Nothing to race but the addresses: no local addresses, no TLS race,
     # and nobody listening (no tracer; the "async_stagger" logger gets the
     # events when it is enabled for DEBUG: one check per connection when it
     # is not).
     quiet = (
-        plan.local_addrs is None
-        and plan.local_addr is None
-        and (tls is None or not plan.race_tls)
-        and plan.trace is None
+        local_addrs is None
+        and local_addr is None
+        and (tls is None or not race_tls)
+        and trace is None
         # tracing_active() without its call (see trace._ever_traced).
         and (not _ever_traced or _current_trace.get() is None)
         and not LOGGER.isEnabledFor(_DEBUG)
     )
     lone: AddrInfo | None = None
-    if quiet and plan.resolver is concurrent_resolver:
+    if quiet and resolver is concurrent_resolver:
         # The default resolver's answer for an IPv4 literal it has answered
         # before, without the resolver.
-        lone = lone_ipv4_literal(
-            plan.host, plan.port, plan.family, plan.proto, plan.flags, plan.nat64
-        )
-        history = plan.history
+        lone = lone_ipv4_literal(host, port, family, proto, flags, nat64)
         if (
             lone is not None
             # A history option still to check is checked in _connect.
@@ -120,7 +123,7 @@ def make_connection(
             and factory_made_protocol
             and tls is None
         ):
-            by_address = uvloop_create_connection(plan.loop)
+            by_address = uvloop_create_connection(loop)
             if by_address is not None:
                 assert protocol_factory is not None
                 return _open_by_address(plan, protocol_factory, lone, by_address)
