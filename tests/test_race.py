@@ -652,13 +652,18 @@ async def test_timeout_around_the_race_keeps_cancel_bookkeeping_intact():
 
 async def test_cancel_during_loser_cleanup_still_waits_for_losers():
     loser_done = []
+    loser_running = asyncio.Event()
     cleaning = asyncio.Event()
 
     async def win() -> str:
-        await asyncio.sleep(0.001)
+        # Wins once the loser runs (a fixed sleep could end before the
+        # loser's task had its first step on a loaded machine: cancelled
+        # before it started, it would have no cleanup to wait for).
+        await loser_running.wait()
         return "won"
 
     async def stubborn_cleanup() -> None:
+        loser_running.set()
         try:
             await asyncio.sleep(3600)
         finally:
