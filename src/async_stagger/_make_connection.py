@@ -115,15 +115,9 @@ def make_connection(
         # The default resolver's answer for an IPv4 literal it has answered
         # before, without the resolver.
         lone = lone_ipv4_literal(host, port, family, proto, flags, nat64)
-        if (
-            lone is not None
-            # A history option still to check is checked in _connect.
-            and (history is SHARED or history is None)
-            # _left_to_uvloop's tests, of an IPv4 address (no scope id).
-            and factory_made_protocol
-            and tls is None
-        ):
-            by_address = uvloop_create_connection(loop)
+        # A history option still to check is checked in _connect.
+        if lone is not None and (history is SHARED or history is None):
+            by_address = _left_to_uvloop(factory_made_protocol, tls, lone, loop)
             if by_address is not None:
                 assert protocol_factory is not None
                 return _open_by_address(plan, protocol_factory, lone, by_address)
