@@ -421,16 +421,25 @@ async def test_a_lone_literal_leaves_the_history_as_the_race_does(
 
 # -- an error connect() gives at once ---------------------------------------------
 
-UNREACHABLE_PROGRAM = """
+# describe_error's fields, for a program of its own that prints them as JSON
+# (a format string: no braces).
+DESCRIBE_IN_PROGRAM = """
+def describe(exc):
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(exc, BaseExceptionGroup):
+        inner = [describe(e) for e in exc.exceptions]
+        return [type(exc).__name__, str(exc), inner, notes]
+    return [type(exc).__name__, getattr(exc, "errno", None), str(exc), notes]
+"""
+
+UNREACHABLE_PROGRAM = (
+    """
 import asyncio, json
 import loops
-from async_stagger import _direct_answer, _loop_abilities, _make_connection
 from async_stagger.connection import open_connection
-
-def describe(exc):
-    if isinstance(exc, BaseExceptionGroup):
-        return [type(exc).__name__, str(exc), [describe(e) for e in exc.exceptions]]
-    return [type(exc).__name__, exc.errno, str(exc), exc.__notes__]
+"""
+    + DESCRIBE_IN_PROGRAM
+    + """
 
 async def main():
     seen = []
@@ -445,6 +454,7 @@ async def main():
 with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
     runner.run(main())
 """
+)
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
@@ -672,15 +682,14 @@ def test_only_uvloops_create_connection_or_one_handing_sockets_on_takes_it() -> 
 
 # -- an error before connect() ---------------------------------------------------
 
-NO_DESCRIPTOR_PROGRAM = """
+NO_DESCRIPTOR_PROGRAM = (
+    """
 import asyncio, json, os, resource, socket
 import loops
 from async_stagger.connection import open_connection
-
-def describe(exc):
-    if isinstance(exc, BaseExceptionGroup):
-        return [type(exc).__name__, str(exc), [describe(e) for e in exc.exceptions]]
-    return [type(exc).__name__, exc.errno, str(exc), exc.__notes__]
+"""
+    + DESCRIBE_IN_PROGRAM
+    + """
 
 async def main():
     taken = []
@@ -706,6 +715,7 @@ with asyncio.Runner(loop_factory=loops.loop_factory({flavour!r})) as runner:
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
     runner.run(main())
 """
+)
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
