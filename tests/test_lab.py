@@ -9,6 +9,7 @@ getaddrinfo is checked on the virtual clock, where its timing is exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import select
 import socket
@@ -240,6 +241,21 @@ def test_slow_fixture_serves_like_a_working_echo_server(slow: Endpoint) -> None:
         assert time.monotonic() - start >= SLOW_FIXTURE_DELAY
         sock.sendall(b"late")
         assert sock.recv(4) == b"late"
+
+
+# -- resetting ------------------------------------------------------------------
+
+
+async def test_resetting_endpoint_accepts_tcp_then_resets_it(lab: Lab) -> None:
+    endpoint = lab.resetting(lab.ipv4_address())
+    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+    try:
+        with pytest.raises(ConnectionResetError):
+            await reader.read(1)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionResetError):
+            await writer.wait_closed()
 
 
 # -- hung TLS -------------------------------------------------------------------

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from async_stagger import eventloop
 from async_stagger._loop_abilities import (
+    cancels_handshakes_cleanly,
     connects_directly,
     has_stock_getaddrinfo,
     start_task,
@@ -144,3 +146,34 @@ async def test_a_started_task_is_an_asyncio_task_of_the_loop_it_knows() -> None:
     assert task in asyncio.all_tasks(loop)  # registered, as create_task does
     release.set_result(None)
     await task
+
+
+def test_only_asyncios_own_create_connection_has_its_handshakes_cancelled() -> None:
+    # uvloop's leaves a failed handshake's error unretrieved when cancelled
+    # at the wrong moment: its handshakes are stopped another way (see
+    # _tls_attempt), as are those of a create_connection no one knows.
+    uvloop = pytest.importorskip("uvloop")
+    cases = [
+        (asyncio.new_event_loop, True),
+        (eventloop.new_event_loop, True),  # hands sockets on to asyncio's
+        (uvloop.new_event_loop, False),
+        (eventloop.new_uvloop_event_loop, False),
+    ]
+    for make, expected in cases:
+        loop = make()
+        try:
+            assert cancels_handshakes_cleanly(loop) is expected, make
+        finally:
+            loop.close()
+
+
+def test_a_create_connection_put_on_the_loop_has_its_handshakes_stopped_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        own = loop.create_connection
+        monkeypatch.setattr(loop, "create_connection", lambda *a, **k: own(*a, **k))
+        assert not cancels_handshakes_cleanly(loop)
+    finally:
+        loop.close()

@@ -11,7 +11,10 @@ own: no name is looked up. Each test runs on every loop flavour.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import select
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from async_stagger._tls_attempt import TLSRace
 from async_stagger.connection import create_connection, open_connection
 from async_stagger.trace import TraceEvent
 from conftest import run_on_loop
@@ -462,6 +466,91 @@ async def test_cancelled_mid_handshake_leaves_nothing(lab: Lab) -> None:
         await task
     await assert_sockets_back_to(lab, before)
     assert kinds_of(events, 0)[-1] == "attempt_cancelled"
+
+
+def connected_with_data_waiting(endpoint: Endpoint) -> socket.socket:
+    """A non-blocking socket connected to *endpoint*, once what its server
+    sends first (bytes, or a reset) has arrived."""
+    # Blocking: the kernel completes the connect, whatever the server then
+    # does with the connection.
+    sock = socket.create_connection(endpoint.sockaddr, timeout=5)
+    try:
+        readable, _, _ = select.select([sock], [], [], 5)
+        assert readable == [sock]
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@pytest.mark.parametrize("passes", range(8))
+async def test_a_handshake_cancelled_at_any_pass_of_the_loop_leaves_no_error_behind(
+    lab: Lab, passes: int
+) -> None:
+    # The server's first bytes are not TLS and are already waiting when the
+    # handshake starts: it fails on its first read, one or two passes in.
+    # Cancelled before, at or after that pass, the handshake's failure must
+    # not outlive it as a "Future exception was never retrieved" (uvloop's
+    # create_connection leaves one behind when cancelled between its two
+    # waits: see _tls_attempt), and nothing stays open.
+    speaker = lab.working(
+        "127.0.0.10", greeting=b"220 not TLS\r\n", after_greeting="hold"
+    )
+    before = open_fds(lab)
+    loop = asyncio.get_running_loop()
+    sock = connected_with_data_waiting(speaker)
+    race = TLSRace(loop, {"ssl": lab.client_ssl_context(), "server_hostname": HOST})
+    task = asyncio.ensure_future(race.handshake(0, sock, speaker.sockaddr, None))
+    # Once the task has started, the socket is the handshake's to close.
+    await asyncio.sleep(0)
+    for _ in range(passes):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, ssl.SSLError)):
+        await task
+    assert race.live == set()
+    del task
+    gc.collect()
+    await assert_sockets_back_to(lab, before)
+
+
+async def test_a_peer_resetting_as_the_handshake_starts_leaves_no_socket_behind(
+    lab: Lab,
+) -> None:
+    # The reset is already in when the handshake starts: it fails while the
+    # loop sets its transport up (uvloop then closes the descriptor but
+    # leaves the socket object holding its number, see _tls_attempt).
+    resetting = lab.resetting("127.0.0.11")
+    before = open_fds(lab)
+    loop = asyncio.get_running_loop()
+    sock = connected_with_data_waiting(resetting)
+    race = TLSRace(loop, {"ssl": lab.client_ssl_context(), "server_hostname": HOST})
+    with pytest.raises(ConnectionResetError):
+        await race.handshake(0, sock, resetting.sockaddr, None)
+    await assert_sockets_back_to(lab, before)
+    # Closed or detached: it can never close a number that is not its own.
+    assert sock.fileno() == -1
+
+
+async def test_a_resetting_address_loses_to_the_next(lab: Lab) -> None:
+    resetting = lab.resetting("127.0.0.11")
+    working = lab.working("127.0.0.5", tls=True)
+    before = open_fds(lab)
+    for _ in range(5):
+        events: list[TraceEvent] = []
+        reader, writer = await open_connection(
+            HOST,
+            working.port,
+            ssl=lab.client_ssl_context(),
+            resolver=answers(resetting, working),
+            trace=events.append,
+        )
+        await round_trip(reader, writer)
+        # In its TCP connect or its handshake, as the reset arrives.
+        assert kinds_of(events, 0)[-1] == "attempt_failed"
+        assert kinds_of(events, 1)[-1] == "attempt_succeeded"
+    await assert_sockets_back_to(lab, before)
 
 
 # -- the switch

@@ -7,7 +7,10 @@ handing a lone IP literal to uvloop's own ``create_connection`` (see
 threads instead of ``loop.getaddrinfo`` (see
 :mod:`async_stagger._lookup_threads`), and starting tasks eagerly. Each
 is taken only where the loop's method is asyncio's own or uvloop's, since a
-loop class (or a program, or a test) that brings its own gets its way.
+loop class (or a program, or a test) that brings its own gets its way. One
+precaution depends on it too: a TLS handshake is cancelled directly only
+where the loop's ``create_connection`` is asyncio's (see
+:func:`cancels_handshakes_cleanly`).
 
 The class's answer is worked out on first use and kept; what an instance may
 have changed since (a method put on the loop object, a task factory) is
@@ -42,6 +45,10 @@ class _ClassAbilities(NamedTuple):
     #: Whether tasks may start eagerly: Python 3.12+ and a stock
     #: ``create_task``.
     eager: bool
+    #: The class's ``create_connection`` when a connected socket handed to it
+    #: reaches asyncio's own: a TLS handshake it runs may be cancelled at
+    #: any moment (see :func:`cancels_handshakes_cleanly`).
+    create_connection: object
     #: When a lone IP address may be left to uvloop's ``create_connection``
     #: (the class's is uvloop's, or a Happy Eyeballs loop's that hands a
     #: connected socket on to it, and its ``sock_connect`` is uvloop's):
@@ -104,12 +111,16 @@ def _decide(cls: type) -> _ClassAbilities:
             cast("Callable[..., Coroutine[Any, Any, Any]]", uvloop_create_connection),
         )
     create_task_is_stock = create_task in stock_create_task
+    reaches_asyncio = (
+        _ends_in(cls, create_connection) is asyncio.BaseEventLoop.create_connection
+    )
     return _ClassAbilities(
         sock_connect=connect if connect in stock_connect else _NONE,
         getaddrinfo=lookup if lookup in stock_lookup else _NONE,
         create_task=create_task if create_task_is_stock else _NONE,
         # asyncio.Task(..., eager_start=True) exists from Python 3.12 on.
         eager=sys.version_info >= (3, 12) and create_task_is_stock,
+        create_connection=create_connection if reaches_asyncio else _NONE,
         by_address=by_address,
     )
 
@@ -185,6 +196,25 @@ def uvloop_create_connection(
         except AttributeError:  # a function of a program's own, not a method
             pass
     return None
+
+
+def cancels_handshakes_cleanly(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether a TLS handshake that *loop*'s ``create_connection(sock=,
+    ssl=)`` runs may be cancelled at any moment: when that is asyncio's own,
+    which waits for the transport and its handshake on one future.
+
+    uvloop's (0.23, ``loop.pyx``) waits for the TCP transport first and for
+    the handshake's own future only after it. Cancelled between the two
+    waits, with the handshake already failed (its server's answer read in
+    the same pass of the loop), it returns without ever asking that future
+    for its error, which the loop then logs as "Future exception was never
+    retrieved" when the future is collected (no upstream report found;
+    reproduced by ``tests/test_tls_attempt.py``). A loop class or program with a
+    ``create_connection`` of its own is treated as uvloop's: see
+    ``_tls_attempt.TLSRace._create_connection_apart``.
+    """
+    found = _abilities(loop)
+    return getattr(loop.create_connection, "__func__", None) is found.create_connection
 
 
 def has_stock_getaddrinfo(loop: asyncio.AbstractEventLoop) -> bool:

@@ -28,6 +28,20 @@ How an attempt runs with TLS
    before the loop runs anything else, so nothing the server said is lost.
 5. Every other transport is aborted.
 
+Stopping a handshake
+--------------------
+A handshake run by asyncio's own ``create_connection`` is stopped by
+cancelling it, at any moment. uvloop's cannot be: cancelled at the wrong
+pass of the loop it leaves its handshake's failure unretrieved, for the loop
+to log as an error (see ``_loop_abilities.cancels_handshakes_cleanly``). On
+uvloop, and on any loop whose ``create_connection`` is not asyncio's, the
+call runs in a task of its own that the attempt's cancellation never
+reaches; the attempt stops it by shutting the socket down (the handshake
+then fails at once on the end of the stream) and waits for it to return.
+It shuts the socket down through a descriptor of its own, taken for the
+handshake's length: the loop may close its descriptor, and the process
+reuse the number, before its ``create_connection`` returns.
+
 Who closes what
 ---------------
 Once ``create_connection`` has the socket, only the transport closes it: we
@@ -48,11 +62,15 @@ of needing no view into the TLS state machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
 from . import defaults
+from ._loop_abilities import cancels_handshakes_cleanly, start_task
+from ._tasks import wait_until_done
 from .trace import emit, tracing_active
 
 __all__ = ["Handshake", "TLSRace"]
@@ -168,6 +186,32 @@ class Handshake(asyncio.Protocol):
             target.connection_lost(self.lost[0])
 
 
+def _forget_closed_descriptor(sock: socket.socket, stopper: socket.socket) -> None:
+    """Detach *sock* if the loop closed its descriptor but left the socket
+    object holding the number (*stopper* is a descriptor of our own for the
+    same socket).
+
+    uvloop's ``create_connection(sock=, ssl=)`` (0.23) gives the socket
+    object to its transport once the transport is set up, to detach when the
+    transport closes. When the handshake fails before that (the peer resets,
+    or we shut the socket down, in the same pass of the loop), the transport
+    is already closed, descriptor and all, when the object is given to it, and
+    nothing detaches it: at collection it would close its number again,
+    which by then may be another socket's.
+    """
+    number = sock.fileno()
+    if number == -1:
+        return
+    ours = os.fstat(stopper.fileno())
+    try:
+        found = os.fstat(number)
+    except OSError:  # closed and not reused
+        sock.detach()
+        return
+    if (found.st_dev, found.st_ino) != (ours.st_dev, ours.st_ino):
+        sock.detach()
+
+
 def _deliver(protocol: Any, data: bytes) -> None:
     """Pass *data* to *protocol* as its transport would: to a
     :class:`~asyncio.BufferedProtocol` through the buffers it hands out."""
@@ -193,12 +237,14 @@ class TLSRace:
     that whatever way the race ends, no transport is left open.
     """
 
-    __slots__ = ("keywords", "live", "loop")
+    __slots__ = ("cancel_directly", "keywords", "live", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, keywords: dict[str, Any]):
         self.loop = loop
         self.keywords = keywords
         self.live: set[Handshake] = set()
+        # See "Stopping a handshake" above.
+        self.cancel_directly = cancels_handshakes_cleanly(loop)
 
     async def handshake(
         self,
@@ -216,9 +262,12 @@ class TLSRace:
         live = self.live
         live.add(handshake)
         try:
-            await self.loop.create_connection(
-                handshake.factory, sock=sock, **self.keywords
-            )
+            if self.cancel_directly:
+                await self.loop.create_connection(
+                    handshake.factory, sock=sock, **self.keywords
+                )
+            else:
+                await self._create_connection_apart(handshake, sock)
         except asyncio.CancelledError:
             self._drop(handshake, sock)
             if traced:
@@ -234,6 +283,38 @@ class TLSRace:
             emit("tls_succeeded", index=index, address=address)
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return handshake
+
+    async def _create_connection_apart(
+        self, handshake: Handshake, sock: socket.socket
+    ) -> None:
+        """The loop's ``create_connection`` for *handshake*, in a task of its
+        own: cancelled, this stops it by shutting *sock* down, and returns
+        (raises the cancellation) once it has returned too."""
+        stopper = sock.dup()
+        try:
+            loop = self.loop
+            connecting = start_task(
+                loop,
+                loop.create_connection(handshake.factory, sock=sock, **self.keywords),
+            )
+            try:
+                await asyncio.shield(connecting)
+            except asyncio.CancelledError:
+                if not connecting.done():
+                    # OSError: not connected any more, so ending anyway.
+                    with contextlib.suppress(OSError):
+                        stopper.shutdown(socket.SHUT_RDWR)
+                # Also marks its error retrieved: the attempt is cancelled,
+                # that is what it reports.
+                await wait_until_done((connecting,))
+                raise
+            finally:
+                if connecting.done() and (
+                    connecting.cancelled() or connecting.exception() is not None
+                ):
+                    _forget_closed_descriptor(sock, stopper)
+        finally:
+            stopper.close()
 
     def _drop(self, handshake: Handshake, sock: socket.socket) -> None:
         self.live.discard(handshake)

@@ -36,6 +36,11 @@ synchronous fixtures. The kinds, and the kernel behaviour each relies on:
     A listener that accepts TCP and reads whatever arrives, but never answers:
     a TLS ClientHello goes unanswered, so a TLS handshake times out.
 
+``resetting``
+    A listener that accepts TCP and closes each connection at once with a
+    zero linger time, so the kernel sends RST instead of FIN: the client's
+    connect succeeds and its first read or write fails with ECONNRESET.
+
 On IPv4 the whole of 127.0.0.0/8 is loopback, so the lab hands out distinct
 addresses (:meth:`Lab.ipv4_address`) and several endpoints can share one port,
 the way the addresses of one host name do. On IPv6 only ``::1`` exists without
@@ -51,6 +56,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -527,6 +533,34 @@ class Lab:
             lambda: self._accept_loop(sock, lambda c: self._serve(c, echo=False)),
             f"hung-tls-{endpoint}",
         )
+        return endpoint
+
+    def resetting(self, host: str = "127.0.0.1", port: int | None = None) -> Endpoint:
+        """A listener that accepts TCP and resets each connection at once
+        (a close with a zero linger time sends RST): a client's first read
+        or write after connecting fails with ECONNRESET.
+
+        Args:
+            host: numeric loopback address.
+            port: port; ``None`` picks a free one.
+
+        Returns:
+            The endpoint.
+
+        Raises:
+            ValueError: *host* is not a numeric address, or a bad port.
+            OSError: the address and port are in use.
+        """
+        sock = self._bind(host, port, reuse=True)
+        sock.listen(128)
+        endpoint = self._endpoint(sock)
+
+        def reset(conn: socket.socket) -> None:
+            conn.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+
+        self._spawn(lambda: self._accept_loop(sock, reset), f"resetting-{endpoint}")
         return endpoint
 
     def getaddrinfo(
