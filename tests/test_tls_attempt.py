@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import select
 import socket
 import ssl
@@ -24,7 +25,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from async_stagger._tls_attempt import TLSRace
+from async_stagger._tls_attempt import (
+    TLSRace,
+    create_tls_connection,
+    descriptor_identity,
+    holds_its_own_descriptor,
+    let_go_if_closed_behind_its_back,
+)
 from async_stagger.connection import create_connection, open_connection
 from async_stagger.trace import TraceEvent
 from conftest import run_on_loop
@@ -515,6 +522,41 @@ async def test_a_handshake_cancelled_at_any_pass_of_the_loop_leaves_no_error_beh
     await assert_sockets_back_to(lab, before)
 
 
+@pytest.mark.parametrize("passes", range(12))
+@pytest.mark.parametrize("server", ["not TLS", "TLS"])
+async def test_tls_on_a_socket_cancelled_at_any_pass_of_the_loop_leaves_nothing(
+    lab: Lab, server: str, passes: int
+) -> None:
+    # create_tls_connection, as the TLS of a TCP race's winner runs: its
+    # handshake failing or completing as the cancellation comes. Either it
+    # is cancelled and leaves nothing open, or it returns its connection.
+    if server == "TLS":
+        endpoint = lab.working("127.0.0.12", tls=True)
+    else:
+        endpoint = lab.working("127.0.0.10", greeting=b"220 not TLS\r\n")
+    before = open_fds(lab)
+    sock = socket.create_connection(endpoint.sockaddr, timeout=5)
+    sock.setblocking(False)
+    keywords = {"ssl": lab.client_ssl_context(), "server_hostname": HOST}
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(
+        create_tls_connection(loop, asyncio.Protocol, sock, keywords)
+    )
+    await asyncio.sleep(0)  # started: the socket is its to close
+    for _ in range(passes):
+        await asyncio.sleep(0)
+    task.cancel()
+    try:
+        transport, _ = await task
+    except (asyncio.CancelledError, ssl.SSLError):
+        pass
+    else:
+        transport.abort()
+    del task
+    gc.collect()
+    await assert_sockets_back_to(lab, before)
+
+
 async def test_a_peer_resetting_as_the_handshake_starts_leaves_no_socket_behind(
     lab: Lab,
 ) -> None:
@@ -551,6 +593,53 @@ async def test_a_resetting_address_loses_to_the_next(lab: Lab) -> None:
         assert kinds_of(events, 0)[-1] == "attempt_failed"
         assert kinds_of(events, 1)[-1] == "attempt_succeeded"
     await assert_sockets_back_to(lab, before)
+
+
+@pytest.mark.parametrize("race_tls", [True, False])
+async def test_a_lone_resetting_address_fails_with_the_reset(
+    lab: Lab, race_tls: bool
+) -> None:
+    # Raced or on the TCP winner only, the handshake fails however the reset
+    # meets it, and the socket is let go of as the loop left it.
+    resetting = lab.resetting("127.0.0.11")
+    before = open_fds(lab)
+    for _ in range(5):
+        with pytest.raises(ConnectionResetError):
+            await open_connection(
+                HOST,
+                resetting.port,
+                ssl=lab.client_ssl_context(),
+                race_tls=race_tls,
+                resolver=answers(resetting),
+            )
+    await assert_sockets_back_to(lab, before)
+
+
+def test_a_descriptor_closed_behind_the_sockets_back_is_let_go_of() -> None:
+    # The number the loop closed is another socket's now: the socket object
+    # is detached, never closed, and the other socket stays open.
+    sock, peer = socket.socketpair()
+    identity = descriptor_identity(sock)
+    os.close(sock.fileno())
+    other = socket.socket()
+    try:
+        assert other.fileno() == sock.fileno()  # the lowest free number
+        let_go_if_closed_behind_its_back(sock, identity)
+        assert sock.fileno() == -1
+        assert other.getsockname() is not None  # still open
+    finally:
+        other.close()
+        peer.close()
+
+
+def test_a_socket_still_holding_its_own_descriptor_is_left_alone() -> None:
+    sock, peer = socket.socketpair()
+    with sock, peer:
+        identity = descriptor_identity(sock)
+        assert holds_its_own_descriptor(sock, identity)
+        let_go_if_closed_behind_its_back(sock, identity)
+        assert sock.fileno() != -1
+        assert not holds_its_own_descriptor(peer, identity)
 
 
 # -- the switch

@@ -43,7 +43,7 @@ from ._failure import failure
 from ._loop_abilities import uvloop_create_connection
 from ._plan import ConnectionPlan
 from ._resolver_keywords import extra_keywords_taken
-from ._tls_attempt import TLSRace
+from ._tls_attempt import TLSRace, create_tls_connection
 from .address_order import sort_addresses as _sort_addresses
 from .history import SHARED, ConnectionHistory, resolve_history_option
 from .race import _race_on_loop
@@ -269,8 +269,8 @@ async def _connect(
         peer = _peer(winner)
         emit("tls_started", address=peer)
         try:
-            transport, protocol = await loop.create_connection(
-                protocol_factory, sock=winner, **tls
+            transport, protocol = await create_tls_connection(
+                loop, protocol_factory, winner, tls
             )
         except BaseException as exc:
             _let_go_of_handed_over(loop, winner)

@@ -35,12 +35,14 @@ cancelling it, at any moment. uvloop's cannot be: cancelled at the wrong
 pass of the loop it leaves its handshake's failure unretrieved, for the loop
 to log as an error (see ``_loop_abilities.cancels_handshakes_cleanly``). On
 uvloop, and on any loop whose ``create_connection`` is not asyncio's, the
-call runs in a task of its own that the attempt's cancellation never
+call runs in a task of its own (:func:`create_tls_connection`, also used for
+the TLS of a TCP race's winner) that the attempt's cancellation never
 reaches; the attempt stops it by shutting the socket down (the handshake
 then fails at once on the end of the stream) and waits for it to return.
-It shuts the socket down through a descriptor of its own, taken for the
-handshake's length: the loop may close its descriptor, and the process
-reuse the number, before its ``create_connection`` returns.
+The loop may have closed the socket's descriptor by then, and the process
+given its number to another socket: the number is used only while it is
+still the socket's (:func:`descriptor_identity`), here and after a failed
+``create_connection`` (:func:`let_go_if_closed_behind_its_back`).
 
 Who closes what
 ---------------
@@ -73,7 +75,7 @@ from ._loop_abilities import cancels_handshakes_cleanly, start_task
 from ._tasks import wait_until_done
 from .trace import emit, tracing_active
 
-__all__ = ["Handshake", "TLSRace"]
+__all__ = ["Handshake", "TLSRace", "create_tls_connection"]
 
 
 class Handshake(asyncio.Protocol):
@@ -186,10 +188,75 @@ class Handshake(asyncio.Protocol):
             target.connection_lost(self.lost[0])
 
 
-def _forget_closed_descriptor(sock: socket.socket, stopper: socket.socket) -> None:
+async def create_tls_connection(
+    loop: asyncio.AbstractEventLoop,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    sock: socket.socket,
+    keywords: dict[str, Any],
+) -> tuple[Any, Any]:
+    """``loop.create_connection(protocol_factory, sock=sock, **keywords)``,
+    for a TLS handshake on the connected *sock*, that can be cancelled at
+    any moment on any loop (see "Stopping a handshake" above): on a loop
+    whose ``create_connection`` is not asyncio's, the call runs in a task of
+    its own, which a cancellation stops by shutting *sock* down; the
+    cancellation is raised once that task has returned, its transport
+    aborted if its handshake completed meanwhile."""
+    if cancels_handshakes_cleanly(loop):
+        return await loop.create_connection(protocol_factory, sock=sock, **keywords)
+    identity = descriptor_identity(sock)
+    connecting = start_task(
+        loop, loop.create_connection(protocol_factory, sock=sock, **keywords)
+    )
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        # Only through a number that is still the socket's: the loop may
+        # have closed it, and the process given it to another.
+        if not connecting.done() and holds_its_own_descriptor(sock, identity):
+            # OSError: not connected any more, so ending anyway.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        # Also marks its error retrieved: the call is cancelled, that is
+        # what it reports.
+        await wait_until_done((connecting,))
+        if not connecting.cancelled() and connecting.exception() is None:
+            # Done just as it was cancelled: at once, no TLS close_notify
+            # exchange with a peer that may never answer.
+            connecting.result()[0].abort()
+        raise
+    finally:
+        if connecting.done() and (
+            connecting.cancelled() or connecting.exception() is not None
+        ):
+            let_go_if_closed_behind_its_back(sock, identity)
+
+
+def descriptor_identity(sock: socket.socket) -> tuple[int, int]:
+    """What tells *sock*'s own socket from any other that its descriptor
+    number may later be given to: the kernel's device and inode numbers of
+    it (a socket's inode number is not reused while the system runs)."""
+    found = os.fstat(sock.fileno())
+    return found.st_dev, found.st_ino
+
+
+def holds_its_own_descriptor(sock: socket.socket, identity: tuple[int, int]) -> bool:
+    """Whether *sock*'s descriptor number still opens the socket of
+    *identity* (see :func:`descriptor_identity`)."""
+    number = sock.fileno()
+    if number == -1:
+        return False
+    try:
+        found = os.fstat(number)
+    except OSError:  # closed, and not given to anything since
+        return False
+    return (found.st_dev, found.st_ino) == identity
+
+
+def let_go_if_closed_behind_its_back(
+    sock: socket.socket, identity: tuple[int, int]
+) -> None:
     """Detach *sock* if the loop closed its descriptor but left the socket
-    object holding the number (*stopper* is a descriptor of our own for the
-    same socket).
+    object holding the number.
 
     uvloop's ``create_connection(sock=, ssl=)`` (0.23) gives the socket
     object to its transport once the transport is set up, to detach when the
@@ -199,16 +266,7 @@ def _forget_closed_descriptor(sock: socket.socket, stopper: socket.socket) -> No
     nothing detaches it: at collection it would close its number again,
     which by then may be another socket's.
     """
-    number = sock.fileno()
-    if number == -1:
-        return
-    ours = os.fstat(stopper.fileno())
-    try:
-        found = os.fstat(number)
-    except OSError:  # closed and not reused
-        sock.detach()
-        return
-    if (found.st_dev, found.st_ino) != (ours.st_dev, ours.st_ino):
+    if sock.fileno() != -1 and not holds_its_own_descriptor(sock, identity):
         sock.detach()
 
 
@@ -237,14 +295,12 @@ class TLSRace:
     that whatever way the race ends, no transport is left open.
     """
 
-    __slots__ = ("cancel_directly", "keywords", "live", "loop")
+    __slots__ = ("keywords", "live", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, keywords: dict[str, Any]):
         self.loop = loop
         self.keywords = keywords
         self.live: set[Handshake] = set()
-        # See "Stopping a handshake" above.
-        self.cancel_directly = cancels_handshakes_cleanly(loop)
 
     async def handshake(
         self,
@@ -262,12 +318,9 @@ class TLSRace:
         live = self.live
         live.add(handshake)
         try:
-            if self.cancel_directly:
-                await self.loop.create_connection(
-                    handshake.factory, sock=sock, **self.keywords
-                )
-            else:
-                await self._create_connection_apart(handshake, sock)
+            await create_tls_connection(
+                self.loop, handshake.factory, sock, self.keywords
+            )
         except asyncio.CancelledError:
             self._drop(handshake, sock)
             if traced:
@@ -283,38 +336,6 @@ class TLSRace:
             emit("tls_succeeded", index=index, address=address)
             emit("attempt_succeeded", index=index, address=address, local_address=local)
         return handshake
-
-    async def _create_connection_apart(
-        self, handshake: Handshake, sock: socket.socket
-    ) -> None:
-        """The loop's ``create_connection`` for *handshake*, in a task of its
-        own: cancelled, this stops it by shutting *sock* down, and returns
-        (raises the cancellation) once it has returned too."""
-        stopper = sock.dup()
-        try:
-            loop = self.loop
-            connecting = start_task(
-                loop,
-                loop.create_connection(handshake.factory, sock=sock, **self.keywords),
-            )
-            try:
-                await asyncio.shield(connecting)
-            except asyncio.CancelledError:
-                if not connecting.done():
-                    # OSError: not connected any more, so ending anyway.
-                    with contextlib.suppress(OSError):
-                        stopper.shutdown(socket.SHUT_RDWR)
-                # Also marks its error retrieved: the attempt is cancelled,
-                # that is what it reports.
-                await wait_until_done((connecting,))
-                raise
-            finally:
-                if connecting.done() and (
-                    connecting.cancelled() or connecting.exception() is not None
-                ):
-                    _forget_closed_descriptor(sock, stopper)
-        finally:
-            stopper.close()
 
     def _drop(self, handshake: Handshake, sock: socket.socket) -> None:
         self.live.discard(handshake)
