@@ -524,12 +524,14 @@ async def test_a_handshake_cancelled_at_any_pass_of_the_loop_leaves_no_error_beh
 
 @pytest.mark.parametrize("passes", range(12))
 @pytest.mark.parametrize("server", ["not TLS", "TLS"])
+@pytest.mark.parametrize("cancellations", [1, 2])
 async def test_tls_on_a_socket_cancelled_at_any_pass_of_the_loop_leaves_nothing(
-    lab: Lab, server: str, passes: int
+    lab: Lab, server: str, passes: int, cancellations: int
 ) -> None:
     # create_tls_connection, as the TLS of a TCP race's winner runs: its
-    # handshake failing or completing as the cancellation comes. Either it
-    # is cancelled and leaves nothing open, or it returns its connection.
+    # handshake failing or completing as the cancellation comes (and a
+    # second one while it waits for the handshake to stop). Either it is
+    # cancelled and leaves nothing open, or it returns its connection.
     if server == "TLS":
         endpoint = lab.working("127.0.0.12", tls=True)
     else:
@@ -546,6 +548,9 @@ async def test_tls_on_a_socket_cancelled_at_any_pass_of_the_loop_leaves_nothing(
     for _ in range(passes):
         await asyncio.sleep(0)
     task.cancel()
+    if cancellations == 2:
+        await asyncio.sleep(0)
+        task.cancel()
     try:
         transport, _ = await task
     except (asyncio.CancelledError, ssl.SSLError):

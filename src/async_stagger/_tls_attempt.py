@@ -216,13 +216,19 @@ async def create_tls_connection(
             # OSError: not connected any more, so ending anyway.
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        # Also marks its error retrieved: the call is cancelled, that is
-        # what it reports.
-        await wait_until_done((connecting,))
-        if not connecting.cancelled() and connecting.exception() is None:
-            # Done just as it was cancelled: at once, no TLS close_notify
-            # exchange with a peer that may never answer.
-            connecting.result()[0].abort()
+        try:
+            # Also marks its error retrieved: the call is cancelled, that
+            # is what it reports (a second cancellation meanwhile too).
+            await wait_until_done((connecting,))
+        finally:
+            if (
+                connecting.done()
+                and not connecting.cancelled()
+                and connecting.exception() is None
+            ):
+                # Done just as it was cancelled: at once, no TLS
+                # close_notify exchange with a peer that may never answer.
+                connecting.result()[0].abort()
         raise
     finally:
         if connecting.done() and (
