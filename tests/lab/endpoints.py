@@ -404,9 +404,6 @@ class Lab:
         if after_greeting not in ("serve", "close", "hold"):
             raise ValueError(f"after_greeting: unknown {after_greeting!r}")
         server_context = self._server_ssl_context(host, tls_names) if tls else None
-        sock = self._bind(host, port, reuse=True)
-        sock.listen(128)
-        endpoint = self._endpoint(sock)
 
         def talk(conn: socket.socket) -> None:
             if greeting:
@@ -428,8 +425,7 @@ class Lab:
             finally:
                 self._forget(tls)
 
-        self._spawn(lambda: self._accept_loop(sock, handle), f"working-{endpoint}")
-        return endpoint
+        return self._serving(host, port, handle, "working")
 
     def refusing(self, host: str = "127.0.0.1", port: int | None = None) -> Endpoint:
         """An address and port where nothing listens: connect fails at once
@@ -526,14 +522,9 @@ class Lab:
             ValueError: *host* is not a numeric address, or a bad port.
             OSError: the address and port are in use.
         """
-        sock = self._bind(host, port, reuse=True)
-        sock.listen(128)
-        endpoint = self._endpoint(sock)
-        self._spawn(
-            lambda: self._accept_loop(sock, lambda c: self._serve(c, echo=False)),
-            f"hung-tls-{endpoint}",
+        return self._serving(
+            host, port, lambda c: self._serve(c, echo=False), "hung-tls"
         )
-        return endpoint
 
     def resetting(self, host: str = "127.0.0.1", port: int | None = None) -> Endpoint:
         """A listener that accepts TCP and resets each connection at once
@@ -551,17 +542,14 @@ class Lab:
             ValueError: *host* is not a numeric address, or a bad port.
             OSError: the address and port are in use.
         """
-        sock = self._bind(host, port, reuse=True)
-        sock.listen(128)
-        endpoint = self._endpoint(sock)
 
         def reset(conn: socket.socket) -> None:
+            # Closed by the accept loop once this returns: with RST.
             conn.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
             )
 
-        self._spawn(lambda: self._accept_loop(sock, reset), f"resetting-{endpoint}")
-        return endpoint
+        return self._serving(host, port, reset, "resetting")
 
     def getaddrinfo(
         self,
@@ -653,6 +641,21 @@ class Lab:
             poller = select.poll()
             poller.register(probe, select.POLLOUT)
             return bool(poller.poll(math.ceil(timeout * 1000)))
+
+    def _serving(
+        self,
+        host: str,
+        port: int | None,
+        handle: Callable[[socket.socket], None],
+        kind: str,
+    ) -> Endpoint:
+        """A listener on *host* and *port* whose every accepted connection is
+        given to *handle* on a thread of its own, and closed when it returns."""
+        sock = self._bind(host, port, reuse=True)
+        sock.listen(128)
+        endpoint = self._endpoint(sock)
+        self._spawn(lambda: self._accept_loop(sock, handle), f"{kind}-{endpoint}")
+        return endpoint
 
     def _accept_loop(
         self, sock: socket.socket, handle: Callable[[socket.socket], None]
