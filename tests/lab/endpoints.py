@@ -38,8 +38,11 @@ synchronous fixtures. The kinds, and the kernel behaviour each relies on:
 
 ``resetting``
     A listener that accepts TCP and closes each connection at once with a
-    zero linger time, so the kernel sends RST instead of FIN: the client's
-    connect succeeds and its first read or write fails with ECONNRESET.
+    zero linger time, so the kernel sends RST instead of FIN: a blocking
+    connect succeeds and the first read or write fails with ECONNRESET. A
+    non-blocking connect may see the reset itself (``SO_ERROR`` is
+    ECONNRESET when the RST arrived before the connect was checked), so a
+    client meets it in its connect or its first read, as it happens.
 
 On IPv4 the whole of 127.0.0.0/8 is loopback, so the lab hands out distinct
 addresses (:meth:`Lab.ipv4_address`) and several endpoints can share one port,
@@ -528,8 +531,9 @@ class Lab:
 
     def resetting(self, host: str = "127.0.0.1", port: int | None = None) -> Endpoint:
         """A listener that accepts TCP and resets each connection at once
-        (a close with a zero linger time sends RST): a client's first read
-        or write after connecting fails with ECONNRESET.
+        (a close with a zero linger time sends RST): a blocking client's
+        first read or write after connecting fails with ECONNRESET; a
+        non-blocking connect checked after the RST arrived fails with it.
 
         Args:
             host: numeric loopback address.
