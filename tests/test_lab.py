@@ -246,37 +246,34 @@ def test_slow_fixture_serves_like_a_working_echo_server(slow: Endpoint) -> None:
 # -- resetting ------------------------------------------------------------------
 
 
-def test_resetting_endpoint_accepts_tcp_then_resets_it(lab: Lab) -> None:
+def test_resetting_endpoint_accepts_tcp_then_resets_at_the_first_bytes(
+    lab: Lab,
+) -> None:
     endpoint = lab.resetting(lab.ipv4_address())
-    # A blocking connect returns as the kernel completes the TCP handshake,
-    # before the server's thread can wake, accept and reset: the reset comes
-    # after it. (A non-blocking connect whose SO_ERROR is checked later may
-    # see the reset there instead: asyncio's does, under load.)
-    with (
-        socket.create_connection(endpoint.sockaddr, timeout=5) as sock,
-        pytest.raises(ConnectionResetError),
-    ):
-        sock.recv(1)
+    with socket.create_connection(endpoint.sockaddr, timeout=5) as sock:
+        # Nothing comes while the client says nothing ...
+        readable, _, _ = select.select([sock], [], [], 0.1)
+        assert readable == []
+        # ... and its first bytes are answered with a reset.
+        sock.sendall(b"hello")
+        with pytest.raises(ConnectionResetError):
+            sock.recv(1)
 
 
-async def connect_and_read_one_byte(host: str, port: int) -> None:
-    """Connect with asyncio's ``open_connection``, read one byte, close."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        await reader.read(1)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionResetError):
-            await writer.wait_closed()
-
-
-async def test_resetting_endpoint_resets_an_asyncio_connection_in_its_connect_or_read(
+async def test_resetting_endpoint_lets_asyncio_connect_then_resets_its_write(
     lab: Lab,
 ) -> None:
     endpoint = lab.resetting(lab.ipv4_address())
     for _ in range(5):
-        with pytest.raises(ConnectionResetError):
-            await connect_and_read_one_byte(endpoint.host, endpoint.port)
+        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+        try:
+            writer.write(b"hello")
+            with pytest.raises(ConnectionResetError):
+                await reader.read(1)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionResetError):
+                await writer.wait_closed()
 
 
 # -- hung TLS -------------------------------------------------------------------

@@ -475,13 +475,14 @@ async def test_cancelled_mid_handshake_leaves_nothing(lab: Lab) -> None:
     assert kinds_of(events, 0)[-1] == "attempt_cancelled"
 
 
-def connected_with_data_waiting(endpoint: Endpoint) -> socket.socket:
+def connected_with_data_waiting(
+    endpoint: Endpoint, *, prompt: bytes = b""
+) -> socket.socket:
     """A non-blocking socket connected to *endpoint*, once what its server
-    sends first (bytes, or a reset) has arrived."""
-    # Blocking: the kernel completes the connect, whatever the server then
-    # does with the connection.
+    sends first (bytes, or a reset), after *prompt* if any, has arrived."""
     sock = socket.create_connection(endpoint.sockaddr, timeout=5)
     try:
+        sock.sendall(prompt)
         readable, _, _ = select.select([sock], [], [], 5)
         assert readable == [sock]
         sock.setblocking(False)
@@ -565,13 +566,14 @@ async def test_tls_on_a_socket_cancelled_at_any_pass_of_the_loop_leaves_nothing(
 async def test_a_peer_resetting_as_the_handshake_starts_leaves_no_socket_behind(
     lab: Lab,
 ) -> None:
-    # The reset is already in when the handshake starts: it fails while the
-    # loop sets its transport up (uvloop then closes the descriptor but
-    # leaves the socket object holding its number, see _tls_attempt).
+    # The reset is already in when the handshake starts (a byte sent first
+    # drew it): it fails while the loop sets its transport up (uvloop then
+    # closes the descriptor but leaves the socket object holding its number,
+    # see _tls_attempt).
     resetting = lab.resetting("127.0.0.11")
     before = open_fds(lab)
     loop = asyncio.get_running_loop()
-    sock = connected_with_data_waiting(resetting)
+    sock = connected_with_data_waiting(resetting, prompt=b"?")
     race = TLSRace(loop, {"ssl": lab.client_ssl_context(), "server_hostname": HOST})
     with pytest.raises(ConnectionResetError):
         await race.handshake(0, sock, resetting.sockaddr, None)
@@ -594,7 +596,7 @@ async def test_a_resetting_address_loses_to_the_next(lab: Lab) -> None:
             trace=events.append,
         )
         await round_trip(reader, writer)
-        # In its TCP connect or its handshake, as the reset arrives.
+        # In its handshake: the reset answers its ClientHello.
         assert kinds_of(events, 0)[-1] == "attempt_failed"
         assert kinds_of(events, 1)[-1] == "attempt_succeeded"
     await assert_sockets_back_to(lab, before)
@@ -604,8 +606,9 @@ async def test_a_resetting_address_loses_to_the_next(lab: Lab) -> None:
 async def test_a_lone_resetting_address_fails_with_the_reset(
     lab: Lab, race_tls: bool
 ) -> None:
-    # Raced or on the TCP winner only, the handshake fails however the reset
-    # meets it, and the socket is let go of as the loop left it.
+    # Raced or on the TCP winner only, the handshake fails on the reset that
+    # answers its ClientHello, and the socket is let go of as the loop left
+    # it.
     resetting = lab.resetting("127.0.0.11")
     before = open_fds(lab)
     for _ in range(5):

@@ -37,12 +37,12 @@ synchronous fixtures. The kinds, and the kernel behaviour each relies on:
     a TLS ClientHello goes unanswered, so a TLS handshake times out.
 
 ``resetting``
-    A listener that accepts TCP and closes each connection at once with a
-    zero linger time, so the kernel sends RST instead of FIN: a blocking
-    connect succeeds and the first read or write fails with ECONNRESET. A
-    non-blocking connect may see the reset itself (``SO_ERROR`` is
-    ECONNRESET when the RST arrived before the connect was checked), so a
-    client meets it in its connect or its first read, as it happens.
+    A listener that accepts TCP and, as soon as the client sends its first
+    bytes, closes the connection with a zero linger time, so the kernel sends
+    RST instead of FIN: what a middlebox that resets a TLS ClientHello does.
+    The connect always succeeds (nothing is reset before the client speaks,
+    so no client sees the reset in its own connect check); the client's next
+    read or write fails with ECONNRESET.
 
 On IPv4 the whole of 127.0.0.0/8 is loopback, so the lab hands out distinct
 addresses (:meth:`Lab.ipv4_address`) and several endpoints can share one port,
@@ -530,10 +530,16 @@ class Lab:
         )
 
     def resetting(self, host: str = "127.0.0.1", port: int | None = None) -> Endpoint:
-        """A listener that accepts TCP and resets each connection at once
-        (a close with a zero linger time sends RST): a blocking client's
-        first read or write after connecting fails with ECONNRESET; a
-        non-blocking connect checked after the RST arrived fails with it.
+        """A listener that accepts TCP and resets each connection (a close
+        with a zero linger time sends RST) as soon as its client's first
+        bytes arrive: a TLS handshake fails on the reset that answers its
+        ClientHello.
+
+        The reset waits for the client on purpose: a server that reset at
+        once would race the client's own connect, which then fails with
+        ECONNRESET or succeeds depending on which side the scheduler runs
+        first (asyncio's non-blocking connect reads ``SO_ERROR`` only when
+        the loop gets to it).
 
         Args:
             host: numeric loopback address.
@@ -547,13 +553,14 @@ class Lab:
             OSError: the address and port are in use.
         """
 
-        def reset(conn: socket.socket) -> None:
+        def reset_when_spoken_to(conn: socket.socket) -> None:
+            self._wait(conn)
             # Closed by the accept loop once this returns: with RST.
             conn.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
             )
 
-        return self._serving(host, port, reset, "resetting")
+        return self._serving(host, port, reset_when_spoken_to, "resetting")
 
     def getaddrinfo(
         self,
