@@ -164,11 +164,18 @@ async def test_a_failed_attempt_keeps_only_its_exception_traceback_and_frames() 
         assert len(result[2]) == count
         return kept
 
-    # The difference leaves out what a race keeps once, whatever its size
-    # (and a few objects the interpreter made meanwhile: one object more per
-    # attempt would be 200).
-    per_attempt = (await kept_by_race_of(400) - await kept_by_race_of(200)) / 200
-    assert per_attempt < floor + 0.5
+    # The difference leaves out what a race keeps once, whatever its size.
+    # What else the process makes meanwhile lands in the counts too (over a
+    # hundred objects between two counts was seen on a loaded machine), so
+    # the difference spans 2,000 attempts, where one object more per attempt
+    # is 2,000 more, and the least of three is taken.
+    per_attempt = min(
+        [
+            (await kept_by_race_of(2_400) - await kept_by_race_of(400)) / 2_000
+            for _ in range(3)
+        ]
+    )
+    assert floor - 0.5 < per_attempt < floor + 0.5
 
 
 async def refuse_at_once() -> None:
