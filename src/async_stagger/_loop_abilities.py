@@ -98,12 +98,14 @@ def _decide(cls: type) -> _ClassAbilities:
     lookup = getattr(cls, "getaddrinfo", None)
     create_task = getattr(cls, "create_task", None)
     create_connection = getattr(cls, "create_connection", None)
+    # Where a connected socket handed to the class's create_connection ends.
+    reached = _ends_in(cls, create_connection)
     by_address: tuple[object, object, Callable[..., Coroutine[Any, Any, Any]]] | None
     by_address = None
     if (
         uvloop_create_connection is not _NONE
         and connect in stock_connect
-        and _ends_in(cls, create_connection) is uvloop_create_connection
+        and reached is uvloop_create_connection
     ):
         by_address = (
             create_connection,
@@ -111,9 +113,7 @@ def _decide(cls: type) -> _ClassAbilities:
             cast("Callable[..., Coroutine[Any, Any, Any]]", uvloop_create_connection),
         )
     create_task_is_stock = create_task in stock_create_task
-    reaches_asyncio = (
-        _ends_in(cls, create_connection) is asyncio.BaseEventLoop.create_connection
-    )
+    reaches_asyncio = reached is asyncio.BaseEventLoop.create_connection
     return _ClassAbilities(
         sock_connect=connect if connect in stock_connect else _NONE,
         getaddrinfo=lookup if lookup in stock_lookup else _NONE,
@@ -211,7 +211,7 @@ def cancels_handshakes_cleanly(loop: asyncio.AbstractEventLoop) -> bool:
     retrieved" when the future is collected (no upstream report found;
     reproduced by ``tests/test_tls_attempt.py``). A loop class or program with a
     ``create_connection`` of its own is treated as uvloop's: see
-    ``_tls_attempt.TLSRace._create_connection_apart``.
+    ``_tls_attempt.create_tls_connection``.
     """
     found = _abilities(loop)
     return getattr(loop.create_connection, "__func__", None) is found.create_connection

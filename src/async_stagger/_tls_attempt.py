@@ -240,7 +240,9 @@ async def create_tls_connection(
 def descriptor_identity(sock: socket.socket) -> tuple[int, int]:
     """What tells *sock*'s own socket from any other that its descriptor
     number may later be given to: the kernel's device and inode numbers of
-    it (a socket's inode number is not reused while the system runs)."""
+    it (Linux numbers sockets, as pipes and the like, from one 32-bit
+    counter: another socket gets the same inode number only after some four
+    billion more numbers were handed out)."""
     found = os.fstat(sock.fileno())
     return found.st_dev, found.st_ino
 
