@@ -315,6 +315,20 @@ async def test_bad_input_fails_before_any_network_activity(
     assert [e.kind for e in events if e.kind != "connection_failed"] == []
 
 
+async def test_a_protocol_factory_that_cannot_be_called_is_named() -> None:
+    resolver = RecordingResolver()
+    with pytest.raises(TypeError, match="protocol_factory must be callable, got 'x'"):
+        await create_connection("x", "example.test", 80, resolver=resolver)  # type: ignore[arg-type]
+    assert resolver.calls == []
+
+
+async def test_a_trace_that_cannot_be_called_is_named() -> None:
+    resolver = RecordingResolver()
+    with pytest.raises(TypeError, match="trace must be callable or None, got 'x'"):
+        await open_connection("example.test", 80, resolver=resolver, trace="x")  # type: ignore[arg-type]
+    assert resolver.calls == []
+
+
 @pytest.mark.parametrize(
     "host", ["127.0.0.1\x00.example.com", b"127.0.0.1\x00.example.com", "\x00"]
 )

@@ -345,8 +345,7 @@ async def create_connection(
        *happy_eyeballs_delay*, *interleave*, *all_errors*, ...), *trace*,
        *nat64*, *history*, and *race_tls*: TLS handshakes are part of the race.
     """
-    if not callable(protocol_factory):
-        raise TypeError(f"protocol_factory must be callable, got {protocol_factory!r}")
+    check_callable("protocol_factory", protocol_factory, allow_none=False)
     # The values in the order of _plan's parameters.
     plan = _plan(
         loop, host, port, ssl, family, proto, flags, sock, local_addr,

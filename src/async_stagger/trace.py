@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._checks import check_callable
 from ._describe import describe_event
 
 __all__ = [
@@ -204,8 +205,7 @@ def _start_tracing(
     connection functions, which would otherwise need a coroutine more, or a
     context manager, for every connection); end it with
     :func:`_stop_tracing`."""
-    if not callable(callback):
-        raise TypeError(f"trace must be callable or None, got {callback!r}")
+    check_callable("trace", callback)
     if not _ever_traced:
         _ever_traced.append(None)
     return _current_trace.set(callback)
